@@ -1,0 +1,89 @@
+//! The HTTP API: one module per endpoint group, and the one error type they all answer with.
+//!
+//! - [`events`]: `GET /events`, the SSE stream.
+//! - [`publish`]: `POST /publish`.
+//! - [`ops`]: `/health`, `/ready`, `/metrics`, `/subscriptions`.
+
+pub mod events;
+pub mod ops;
+pub mod publish;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+
+use crate::server::Hub;
+
+/// The routes of one hub.
+pub fn router(hub: Arc<Hub>) -> axum::Router {
+    axum::Router::new()
+        .route("/events", get(events::subscribe))
+        .route("/publish", post(publish::publish))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/subscriptions", get(ops::subscriptions))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        })
+        .with_state(hub)
+}
+
+/// An error answer: always JSON `{"error": <code>, "detail": <text>}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine-readable code, such as `bad_request`.
+    pub error: &'static str,
+    /// What was wrong, for a person.
+    pub detail: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with this status, code and detail.
+    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, error, detail: detail.into(), retry_after: None }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn unavailable(error: &'static str, detail: impl Into<String>, retry_after: u64) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error, detail) }
+    }
+
+    /// 500: something on our side failed.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.error, "detail": self.detail });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<crate::log::Error> for ApiError {
+    fn from(e: crate::log::Error) -> Self {
+        match e {
+            crate::log::Error::Closed => Self::unavailable("draining", "the node is shutting down", 1),
+            other => Self::internal(other.to_string()),
+        }
+    }
+}

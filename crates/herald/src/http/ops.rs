@@ -1,0 +1,54 @@
+//! Operations endpoints: liveness, readiness, metrics and the list of open streams (SPEC §8).
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::server::Hub;
+use crate::shutdown::Phase;
+
+/// `GET /health`: 200 while the process runs.
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: 200 `ready` with the number of open streams; 503 `starting` or `draining`.
+pub async fn ready(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    let phase = hub.lifecycle.phase();
+    let status = if phase == Phase::Ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "status": phase.as_str(), "clients": hub.lifecycle.clients() })))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    hub.metrics.clients_connected.set(hub.lifecycle.clients() as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], hub.metrics.render())
+}
+
+/// `GET /subscriptions`: every open stream on this node.
+pub async fn subscriptions(State(hub): State<Arc<Hub>>) -> Json<Value> {
+    let list: Vec<Value> = hub
+        .router
+        .list()
+        .into_iter()
+        .map(|(s, depth)| {
+            let since_ms = s.since.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+            json!({
+                "id": s.id,
+                "patterns": s.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                "principal": &*s.origin.principal,
+                "remote": s.origin.remote.map(|a| a.to_string()),
+                "connected_since": humantime::format_rfc3339_millis(s.since).to_string(),
+                "connected_since_ms": since_ms,
+                "events_sent": s.sent.load(std::sync::atomic::Ordering::Relaxed),
+                "queue_depth": depth,
+            })
+        })
+        .collect();
+    Json(Value::Array(list))
+}

@@ -1,0 +1,381 @@
+//! Routing and fan-out of events to subscribers.
+//!
+//! The [`Router`] keeps every open subscription in a trie of pattern segments, so delivering an
+//! event walks the event topic's segments once instead of testing every subscriber: the cost of
+//! a publish grows with the number of *matching* subscribers, not with all of them.
+//!
+//! Each event reaches a subscriber as an `Arc<Event>` whose SSE frame was encoded once; nothing
+//! is serialised or copied per subscriber.
+//!
+//! ## Ordering
+//! [`Router::dispatch`] must be called by one caller at a time, in id order (the event log does
+//! this right after an append becomes durable). Each subscriber's queue therefore holds events
+//! in increasing id order.
+//!
+//! ## Lagging
+//! Every subscription has a bounded queue. A subscriber whose queue is full when an event
+//! arrives is removed from the router and marked lagged: it still drains what was queued, then
+//! its stream ends, and the client resumes from its last event id through replay (SPEC §7). An
+//! event is never silently skipped on a stream that stays open.
+//!
+//! ## Closing
+//! Dropping a [`Subscription`] removes it from the router.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+
+use crate::event::Event;
+use crate::telemetry::Metrics;
+use crate::topic::{Pattern, Segment, Topic};
+
+/// Who and where a subscription is, for `/subscriptions` and the per-principal limit.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The authenticated principal (`anonymous` in open mode).
+    pub principal: Arc<str>,
+    /// The client's socket address.
+    pub remote: Option<SocketAddr>,
+}
+
+/// What a subscription shares between its stream and the router.
+#[derive(Debug)]
+pub struct Shared {
+    /// The router-wide id of the subscription.
+    pub id: u64,
+    /// The patterns it subscribed to.
+    pub patterns: Box<[Pattern]>,
+    /// Who opened it.
+    pub origin: Origin,
+    /// When it was opened.
+    pub since: SystemTime,
+    /// Events written to the stream so far (replay included).
+    pub sent: AtomicU64,
+    /// Set when the router dropped it for falling behind its queue.
+    pub lagged: AtomicBool,
+}
+
+struct Slot {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Arc<Event>>,
+    /// The dispatch round that last queued an event here: a subscriber whose several patterns
+    /// all match one event still receives it once, without sorting or a per-event set.
+    last_round: AtomicU64,
+}
+
+#[derive(Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    any: Option<Box<Node>>,
+    /// Subscribers whose pattern ends here.
+    exact: Vec<Arc<Slot>>,
+    /// Subscribers whose pattern ends here with `**`.
+    rest: Vec<Arc<Slot>>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.any.is_none() && self.exact.is_empty() && self.rest.is_empty()
+    }
+
+    fn insert(&mut self, segments: &[Segment], slot: &Arc<Slot>) {
+        match segments.split_first() {
+            None => self.exact.push(slot.clone()),
+            Some((Segment::Rest, _)) => self.rest.push(slot.clone()),
+            Some((Segment::One, tail)) => self.any.get_or_insert_with(Default::default).insert(tail, slot),
+            Some((Segment::Literal(lit), tail)) => self.children.entry(lit.clone()).or_default().insert(tail, slot),
+        }
+    }
+
+    /// Removes subscriber `id` from the path of `segments`, pruning nodes left empty.
+    fn remove(&mut self, segments: &[Segment], id: u64) {
+        match segments.split_first() {
+            None => self.exact.retain(|s| s.shared.id != id),
+            Some((Segment::Rest, _)) => self.rest.retain(|s| s.shared.id != id),
+            Some((Segment::One, tail)) => {
+                if let Some(any) = &mut self.any {
+                    any.remove(tail, id);
+                    if any.is_empty() {
+                        self.any = None;
+                    }
+                }
+            }
+            Some((Segment::Literal(lit), tail)) => {
+                if let Some(child) = self.children.get_mut(lit) {
+                    child.remove(tail, id);
+                    if child.is_empty() {
+                        self.children.remove(lit);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `f` for every subscriber whose pattern matches the remaining `segments`.
+    fn visit<'a>(&'a self, segments: &[&str], f: &mut impl FnMut(&'a Arc<Slot>)) {
+        let Some((head, tail)) = segments.split_first() else {
+            self.exact.iter().for_each(&mut *f);
+            return;
+        };
+        self.rest.iter().for_each(&mut *f);
+        if let Some(child) = self.children.get(*head) {
+            child.visit(tail, f);
+        }
+        if let Some(any) = &self.any {
+            any.visit(tail, f);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    root: Node,
+    slots: HashMap<u64, Arc<Slot>>,
+}
+
+/// The set of open subscriptions and the fan-out of events to them.
+pub struct Router {
+    index: RwLock<Index>,
+    next_id: AtomicU64,
+    round: AtomicU64,
+    queue_len: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// What one [`Router::dispatch`] call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Events queued on streams, counting each stream once per event.
+    pub delivered: u64,
+    /// Subscribers dropped because their queue was full.
+    pub lagged: u64,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("subscriptions", &self.len()).finish()
+    }
+}
+
+impl Router {
+    /// A router whose subscriptions each queue at most `queue_len` events.
+    pub fn new(queue_len: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            index: RwLock::default(),
+            next_id: AtomicU64::new(1),
+            round: AtomicU64::new(0),
+            queue_len: queue_len.max(1),
+            metrics,
+        }
+    }
+
+    /// Registers a subscription; events dispatched from now on reach it.
+    pub fn subscribe(self: &Arc<Self>, patterns: Vec<Pattern>, origin: Origin) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.queue_len);
+        let shared = Arc::new(Shared {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            patterns: patterns.into(),
+            origin,
+            since: SystemTime::now(),
+            sent: AtomicU64::new(0),
+            lagged: AtomicBool::new(false),
+        });
+        let slot = Arc::new(Slot { shared: shared.clone(), tx, last_round: AtomicU64::new(0) });
+        let mut index = self.write();
+        for pattern in shared.patterns.iter() {
+            index.root.insert(pattern.segments(), &slot);
+        }
+        index.slots.insert(shared.id, slot);
+        drop(index);
+        Subscription { shared, rx, router: self.clone() }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remove(&self, id: u64) {
+        let mut index = self.write();
+        if let Some(slot) = index.slots.remove(&id) {
+            for pattern in slot.shared.patterns.iter() {
+                index.root.remove(pattern.segments(), id);
+            }
+        }
+    }
+
+    /// Queues each event on every subscription one of whose patterns matches its topic.
+    /// See the module docs for the ordering contract.
+    pub fn dispatch(&self, events: &[Arc<Event>]) -> Dispatched {
+        let mut out = Dispatched::default();
+        let mut lagged = Vec::new();
+        {
+            let index = self.read();
+            let mut segments: Vec<&str> = Vec::with_capacity(8);
+            for event in events {
+                let round = self.round.fetch_add(1, Ordering::Relaxed) + 1;
+                segments.clear();
+                segments.extend(event.topic.segments());
+                index.root.visit(&segments, &mut |slot| {
+                    if slot.last_round.swap(round, Ordering::Relaxed) == round {
+                        return;
+                    }
+                    match slot.tx.try_send(event.clone()) {
+                        Ok(()) => out.delivered += 1,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            if !slot.shared.lagged.swap(true, Ordering::Relaxed) {
+                                lagged.push(slot.shared.id);
+                            }
+                        }
+                        // The stream is gone; its Subscription's drop removes it.
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                });
+            }
+        }
+        out.lagged = lagged.len() as u64;
+        self.metrics.events_delivered.increment(out.delivered);
+        for id in lagged {
+            self.remove(id);
+        }
+        out
+    }
+
+    /// The number of open subscriptions.
+    pub fn len(&self) -> usize {
+        self.read().slots.len()
+    }
+
+    /// Whether no subscription is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A description of every open subscription with its current queue depth.
+    pub fn list(&self) -> Vec<(Arc<Shared>, usize)> {
+        let index = self.read();
+        let mut out: Vec<_> = index
+            .slots
+            .values()
+            .map(|slot| (slot.shared.clone(), slot.tx.max_capacity() - slot.tx.capacity()))
+            .collect();
+        out.sort_by_key(|(s, _)| s.id);
+        out
+    }
+
+    /// Open subscriptions of one principal.
+    pub fn count_principal(&self, principal: &str) -> usize {
+        self.read().slots.values().filter(|s| &*s.shared.origin.principal == principal).count()
+    }
+}
+
+/// An open subscription: the receiving end of its queue. Dropping it unsubscribes.
+pub struct Subscription {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Arc<Event>>,
+    router: Arc<Router>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").field("id", &self.shared.id).finish()
+    }
+}
+
+impl Subscription {
+    /// What the subscription shares with the router.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The next queued event; `None` once the router dropped the subscription (it lagged) and
+    /// the queue is drained.
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+        self.rx.recv().await
+    }
+
+    /// A queued event if there is one, without waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Whether the router dropped this subscription for falling behind.
+    pub fn lagged(&self) -> bool {
+        self.shared.lagged.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.router.remove(self.shared.id);
+    }
+}
+
+/// Whether any of `patterns` matches `topic`.
+pub fn any_matches(patterns: &[Pattern], topic: &Topic) -> bool {
+    patterns.iter().any(|p| p.matches(topic))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Draft, EventId};
+    use serde_json::value::RawValue;
+
+    fn event(seq: u64, topic: &str) -> Arc<Event> {
+        let data = RawValue::from_string("1".into()).unwrap();
+        Arc::new(Event::new(EventId { ms: 1, seq }, Draft::new(topic, None, &data, None, false).unwrap()))
+    }
+
+    fn sub(router: &Arc<Router>, patterns: &[&str]) -> Subscription {
+        let patterns = patterns.iter().map(|p| p.parse().unwrap()).collect();
+        router.subscribe(patterns, Origin { principal: "t".into(), remote: None })
+    }
+
+    fn drain(s: &mut Subscription) -> Vec<u64> {
+        std::iter::from_fn(|| s.try_recv()).map(|e| e.id.seq).collect()
+    }
+
+    #[test]
+    fn routes_by_pattern_once_per_subscriber() {
+        let router = Arc::new(Router::new(16, Default::default()));
+        let mut a = sub(&router, &["apps/*"]);
+        let mut b = sub(&router, &["apps/**", "apps/x", "**"]);
+        let mut c = sub(&router, &["other/x"]);
+        let out = router.dispatch(&[event(1, "apps/x"), event(2, "apps/x/y"), event(3, "other/x"), event(4, "apps")]);
+        assert_eq!(drain(&mut a), vec![1]);
+        assert_eq!(drain(&mut b), vec![1, 2, 3, 4]);
+        assert_eq!(drain(&mut c), vec![3]);
+        assert_eq!(out, Dispatched { delivered: 6, lagged: 0 });
+    }
+
+    #[test]
+    fn dropping_unsubscribes_and_prunes() {
+        let router = Arc::new(Router::new(16, Default::default()));
+        let a = sub(&router, &["a/*/c", "x/**"]);
+        assert_eq!(router.len(), 1);
+        drop(a);
+        assert!(router.is_empty());
+        assert!(router.read().root.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_subscriber_after_what_was_queued() {
+        let router = Arc::new(Router::new(2, Default::default()));
+        let mut s = sub(&router, &["a"]);
+        let out = router.dispatch(&[event(1, "a"), event(2, "a"), event(3, "a")]);
+        assert_eq!(out, Dispatched { delivered: 2, lagged: 1 });
+        assert!(s.lagged());
+        assert_eq!(router.len(), 0);
+        assert_eq!(drain(&mut s), vec![1, 2]);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert!(rt.block_on(s.recv()).is_none(), "closed after draining");
+    }
+}

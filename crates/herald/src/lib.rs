@@ -1,0 +1,42 @@
+//! Herald: a real-time push hub over Server-Sent Events.
+//!
+//! Publishers `POST /publish` events to topics; subscribers `GET /events?topic=PATTERN` and
+//! receive, over SSE, every event whose topic matches, in id order, resuming after a disconnect
+//! from their last event id. The contract is the project's `SPEC.md`.
+//!
+//! # Layout
+//! - [`topic`]: topic names and `*` / `**` patterns.
+//! - [`event`]: events, their ids, and validated drafts of them.
+//! - [`sse`]: the wire format: encoder, and a decoder for clients and tests.
+//! - [`hub`]: the router: subscriptions in a pattern trie, fan-out, bounded queues.
+//! - [`log`]: the event log trait and its implementations (in memory today).
+//! - [`state`]: keyed latest state and snapshots.
+//! - [`http`]: one module per endpoint group: events, publish, ops.
+//! - [`config`], [`shutdown`], [`telemetry`]: configuration, lifecycle, metrics.
+//! - [`server`]: the [`Hub`] that ties these together, and [`run`].
+//!
+//! # Examples
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! herald::run(listener, herald::Config::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod hub;
+pub mod log;
+pub mod server;
+pub mod shutdown;
+pub mod sse;
+pub mod state;
+pub mod telemetry;
+pub mod topic;
+
+pub use config::Config;
+pub use server::{run, serve, Hub};
