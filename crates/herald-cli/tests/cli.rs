@@ -1,0 +1,183 @@
+//! The `herald` binary as a user runs it: real processes, real signals, real TCP.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// A `herald serve` process on a free port.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("serve logs its address").unwrap();
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status line and body.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+}
+
+fn clients(addr: SocketAddr) -> u64 {
+    let (_, body) = get(addr, "/ready");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["clients"].as_u64().unwrap_or(0)
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn publish_and_subscribe_commands_round_trip() {
+    let node = Node::start(&[]);
+    let sub = Command::new(BIN)
+        .args(["subscribe", "--url", &node.url(), "--topic", "cli/*", "--topic", "other", "--count", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the subscriber", || clients(node.addr) == 1);
+    let publish = |args: &[&str], stdin: Option<&str>| -> serde_json::Value {
+        let mut child = Command::new(BIN)
+            .args(["publish", "--url", &node.url()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let a = publish(&["--topic", "cli/1", "--type", "thing.made", r#"{"n": 1}"#], None);
+    let b = publish(&["--topic", "other", "plain text"], None);
+    let c = publish(&["--topic", "cli/2", "--key", "k", "-"], Some("from\nstdin"));
+    let out = sub.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], serde_json::json!({"id": a["ids"][0], "type": "thing.made", "data": {"n": 1}}));
+    assert_eq!(lines[1], serde_json::json!({"id": b["ids"][0], "type": "message", "data": "plain text"}));
+    assert_eq!(lines[2], serde_json::json!({"id": c["ids"][0], "type": "message", "data": "from\nstdin"}));
+}
+
+#[test]
+fn publish_reports_a_refusal_and_exits_nonzero() {
+    let node = Node::start(&[]);
+    let out = Command::new(BIN).args(["publish", "--url", &node.url(), "--topic", "bad topic", "1"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid topic"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn sigterm_drains_streams_and_exits_zero() {
+    let mut node = Node::start(&[("HERALD_DRAIN_GRACE_MS", "300")]);
+    let mut streams: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let mut s = TcpStream::connect(node.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(s, "GET /events?topic=drain/{i} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    wait_for("three streams", || clients(node.addr) == 3);
+    let started = Instant::now();
+    node.signal("-TERM");
+    for s in &mut streams {
+        let mut seen = Vec::new();
+        // Read to the end: the server must close the stream itself.
+        s.read_to_end(&mut seen).unwrap();
+        let text = String::from_utf8_lossy(&seen);
+        assert!(text.contains("event: herald.shutdown\ndata: {}\n\n"), "{text}");
+    }
+    let status = node.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(10), "within shutdown_timeout_s");
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    let mut node = Node::start(&[("HERALD_DRAIN_GRACE_MS", "0")]);
+    node.signal("-INT");
+    assert_eq!(node.wait(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_its_name() {
+    for (var, value) in [("HERALD_HEARTBEAT_S", "soon"), ("HERALD_LIMITS_MAX_CLIENTS", "-3"), ("HERALD_BOGUS", "1")] {
+        let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0"]).env(var, value).output().unwrap();
+        assert!(!out.status.success(), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var), "{var}: {err}");
+    }
+    let out = Command::new(BIN).args(["serve", "--config", "/nonexistent/herald.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/herald.toml"));
+}
