@@ -8,6 +8,8 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use herald_client::{Client, Publish, SubscribeOptions};
 
+mod bench;
+
 /// Herald: a real-time push hub over Server-Sent Events.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -77,6 +79,11 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         count: u64,
     },
+    /// Load generator for BENCHMARKS.md (loopback only; bounded in count and time).
+    Bench {
+        #[command(subcommand)]
+        scenario: bench::Scenario,
+    },
 }
 
 #[tokio::main]
@@ -108,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::json!({ "ids": ids }));
             Ok(())
         }
+        Command::Bench { scenario } => bench::run(scenario).await,
         Command::Subscribe { url, topics, last_event_id, snapshot, token, count } => {
             let client = Client::new(&url)?.with_token(token);
             let mut sub = client.subscribe(SubscribeOptions { topics, last_event_id, snapshot });

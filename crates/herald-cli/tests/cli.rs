@@ -13,12 +13,27 @@ const BIN: &str = env!("CARGO_BIN_EXE_herald");
 struct Node {
     child: Child,
     addr: SocketAddr,
+    /// The data directory when the node owns it (removed on drop).
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh data directory for one test.
+fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
 impl Node {
     fn start(env: &[(&str, &str)]) -> Self {
+        let dir = data_dir();
+        let mut node = Self::start_in(dir.path(), env);
+        node._dir = Some(dir);
+        node
+    }
+
+    fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -34,7 +49,7 @@ impl Node {
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr }
+        Self { child, addr, _dir: None }
     }
 
     fn url(&self) -> String {
@@ -180,4 +195,89 @@ fn a_bad_setting_stops_the_start_with_its_name() {
     let out = Command::new(BIN).args(["serve", "--config", "/nonexistent/herald.toml"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/herald.toml"));
+}
+
+/// Reads an SSE stream over a raw socket until `events` events (lines starting `id:`) arrived.
+fn read_events(addr: SocketAddr, query: &str, events: usize) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /events?{query} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let text = String::from_utf8_lossy(&seen);
+        let done = text.matches("\nid: ").count() >= events;
+        if done && (!query.contains("snapshot=true") || text.contains("event: herald.synced")) {
+            return text.into_owned();
+        }
+        let n = s.read(&mut buf).expect("events in time");
+        assert!(n > 0, "stream closed early:\n{text}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn publish_json(addr: SocketAddr, body: &str) -> serde_json::Value {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /publish HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+#[test]
+fn answered_events_and_keyed_state_survive_kill_9() {
+    let dir = data_dir();
+    let mut node = Node::start_in(dir.path(), &[]);
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let body = format!(
+            r#"[{{"topic":"crash/{}","key":"k","type":"t.set","data":{{"i":{i}}}}},{{"topic":"crash/log","data":{i}}}]"#,
+            i % 5
+        );
+        let answer = publish_json(node.addr, &body);
+        ids.extend(answer["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()));
+    }
+    let tomb = publish_json(node.addr, r#"{"topic":"crash/0","key":"k","tombstone":true,"data":null}"#);
+    // No drain, no flush: the process dies at once, right after the last answer.
+    node.signal("-KILL");
+    node.wait(Duration::from_secs(10));
+
+    let node = Node::start_in(dir.path(), &[]);
+    let text = read_events(node.addr, "topic=crash/**&lastEventID=earliest", 101);
+    let replayed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let mut want = ids.clone();
+    want.push(tomb["ids"][0].as_str().unwrap().to_owned());
+    assert_eq!(replayed, want, "every answered event, in order");
+    // Keyed state: the last writer of each (topic, key); crash/0's removed by its tombstone.
+    let snap = read_events(node.addr, "topic=crash/*&snapshot=true", 4);
+    let data: Vec<&str> = snap.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(data, [r#"{"i":46}"#, r#"{"i":47}"#, r#"{"i":48}"#, r#"{"i":49}"#, "{}"], "{snap}");
+    // New ids keep increasing after the restart.
+    let next = publish_json(node.addr, r#"{"topic":"crash/after","data":1}"#);
+    let next: (u64, u64) = {
+        let (a, b) = next["ids"][0].as_str().unwrap().split_once('-').unwrap();
+        (a.parse().unwrap(), b.parse().unwrap())
+    };
+    let (a, b) = want.last().unwrap().split_once('-').unwrap();
+    assert!(next > (a.parse().unwrap(), b.parse().unwrap()));
+}
+
+#[test]
+fn a_foreign_or_corrupted_data_dir_stops_the_start_and_is_left_alone() {
+    let dir = data_dir();
+    let garbage = b"this is not a herald database\n".repeat(100);
+    std::fs::write(dir.path().join("herald.redb"), &garbage).unwrap();
+    let out =
+        Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("herald.redb"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("herald.redb")).unwrap(), garbage, "never wiped");
 }

@@ -10,7 +10,9 @@ use herald_client::{Client, Error, Publish, SubscribeOptions};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn start(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn start(mut config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
+    // Events in memory: these tests are about the client, and leave no files behind.
+    config.storage = herald::config::Storage::Memory;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

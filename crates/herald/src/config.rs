@@ -32,8 +32,17 @@ const SECTIONS: &[&str] = &["retention", "limits"];
 pub struct Config {
     /// Address to listen on (HTTP/1.1 and HTTP/2 prior knowledge).
     pub listen: SocketAddr,
-    /// Directory of the embedded store (reserved: the current log is in memory).
+    /// Directory of the embedded store.
     pub data_dir: PathBuf,
+    /// Where the event log lives: `embedded` (durable, under `data_dir`) or `memory` (lost on
+    /// restart; for tests and throwaway nodes).
+    pub storage: Storage,
+    /// When `POST /publish` answers: `always` once the events are fsynced (concurrent publishers
+    /// share one fsync), or `batched` at once, with an fsync at least every `flush_ms`.
+    pub durability: Durability,
+    /// With `durability = "batched"`, the longest time, in milliseconds, between fsyncs.
+    #[serde(with = "millis")]
+    pub flush_ms: Duration,
     /// The `retry:` hint, in milliseconds, that opens every stream.
     #[serde(with = "millis")]
     pub retry_ms: Duration,
@@ -78,6 +87,26 @@ pub struct Limits {
     pub stream_queue: usize,
 }
 
+/// Where the event log lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// The crash-safe embedded store under `data_dir`.
+    Embedded,
+    /// In memory: gone on restart.
+    Memory,
+}
+
+/// When a publish is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After the events are fsynced.
+    Always,
+    /// At once; fsynced within `flush_ms`.
+    Batched,
+}
+
 /// How a heartbeat looks on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +122,9 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./herald-data"),
+            storage: Storage::Embedded,
+            durability: Durability::Always,
+            flush_ms: Duration::from_millis(50),
             retry_ms: Duration::from_millis(2000),
             heartbeat_s: Duration::from_secs(30),
             heartbeat_style: HeartbeatStyle::Comment,
@@ -207,6 +239,9 @@ impl Config {
         }
         if self.retention.max_age_s.is_zero() {
             return bad("retention.max_age_s must be at least 1");
+        }
+        if self.flush_ms.is_zero() {
+            return bad("flush_ms must be at least 1");
         }
         if self.limits.stream_queue == 0 {
             return bad("limits.stream_queue must be at least 1");

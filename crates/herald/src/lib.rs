@@ -9,7 +9,7 @@
 //! - [`event`]: events, their ids, and validated drafts of them.
 //! - [`sse`]: the wire format: encoder, and a decoder for clients and tests.
 //! - [`hub`]: the router: subscriptions in a pattern trie, fan-out, bounded queues.
-//! - [`log`]: the event log trait and its implementations (in memory today).
+//! - [`log`]: the event log trait; the durable embedded store (redb) and an in-memory one.
 //! - [`state`]: keyed latest state and snapshots.
 //! - [`http`]: one module per endpoint group: events, publish, ops.
 //! - [`config`], [`shutdown`], [`telemetry`]: configuration, lifecycle, metrics.

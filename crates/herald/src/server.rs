@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{self, Config, Storage};
 use crate::event::{Draft, Event};
 use crate::hub::Router;
+use crate::log::embedded::{self, EmbeddedLog};
 use crate::log::memory::{MemoryLog, Retention};
 use crate::log::{self, EventLog};
 use crate::shutdown::Lifecycle;
@@ -37,13 +38,26 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub on the in-memory log.
-    pub fn new(config: Config) -> Arc<Self> {
+    /// Opens the configured event log and builds a hub on it.
+    ///
+    /// # Errors
+    /// [`Error::Log`] when the embedded store cannot be opened (a foreign or corrupted data
+    /// directory, a file in use by another process, a permission problem).
+    pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
         let metrics = Arc::new(Metrics::new());
         let router = Arc::new(Router::new(config.limits.stream_queue, metrics.clone()));
         let retention = Retention { max_events: config.retention.max_events, max_age: config.retention.max_age_s };
-        let log = Arc::new(MemoryLog::new(router.clone(), retention));
-        Arc::new(Self { config, router, log, metrics, lifecycle: Lifecycle::default() })
+        let log: Arc<dyn EventLog> = match config.storage {
+            Storage::Memory => Arc::new(MemoryLog::new(router.clone(), retention)),
+            Storage::Embedded => {
+                let durability = match config.durability {
+                    config::Durability::Always => embedded::Durability::Always,
+                    config::Durability::Batched => embedded::Durability::Batched { flush: config.flush_ms },
+                };
+                Arc::new(EmbeddedLog::open(&config.data_dir, router.clone(), retention, durability).await?)
+            }
+        };
+        Ok(Arc::new(Self { config, router, log, metrics, lifecycle: Lifecycle::default() }))
     }
 
     /// Appends `drafts` as one batch and returns them as events with ids, once durable.
@@ -65,6 +79,9 @@ pub enum Error {
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// The event log could not be opened.
+    #[error("cannot open the event log: {0}")]
+    Log(#[from] log::Error),
 }
 
 /// Serves Herald on `listener` until `shutdown` resolves, then drains (see
@@ -77,7 +94,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let hub = Hub::new(config);
+    let hub = Hub::open(config).await?;
     serve(listener, hub, shutdown).await
 }
 
@@ -99,7 +116,11 @@ pub async fn serve(
     let expiry = tokio::spawn(expire_periodically(hub.clone()));
 
     hub.lifecycle.set_ready();
-    tracing::info!(%addr, log = "memory", "herald listening");
+    let storage = match hub.config.storage {
+        Storage::Embedded => hub.config.data_dir.display().to_string(),
+        Storage::Memory => "memory".to_owned(),
+    };
+    tracing::info!(%addr, %storage, "herald listening");
 
     tokio::select! {
         res = &mut server => {

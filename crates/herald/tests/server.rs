@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use herald::config::HeartbeatStyle;
+use herald::config::{HeartbeatStyle, Storage};
 use herald::sse::Item;
 use herald::Config;
 use http::StatusCode;
@@ -310,7 +310,9 @@ async fn bad_subscribe_queries_get_400_json() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeats_are_comments_after_the_configured_silence() {
-    let server = start(Config { heartbeat_s: Duration::from_secs(30), ..config() }).await;
+    // Paused time jumps ahead whenever the runtime waits on a thread, such as the embedded
+    // store's writer: heartbeats do not depend on storage, so these tests keep events in memory.
+    let server = start(Config { heartbeat_s: Duration::from_secs(30), storage: Storage::Memory, ..config() }).await;
     let mut s = open(server.addr, "topic=a", &[]).await.patience(Duration::from_secs(3600));
     assert_eq!(s.next_item().await, Some(Item::Retry(2000)));
     let before = tokio::time::Instant::now();
@@ -514,8 +516,11 @@ async fn resume_under_concurrent_publishing_has_no_gap_and_no_duplicate() {
 
 #[tokio::test]
 async fn a_stream_that_falls_behind_is_closed_and_resumes_without_loss() {
-    let config = Config { limits: herald::config::Limits { stream_queue: 4, ..Default::default() }, ..config() };
-    let server = start(config).await;
+    // In memory, the batch is dispatched on the runtime's only thread, so the stream cannot
+    // drain its queue while the batch goes in: the lag is certain. (The embedded store
+    // dispatches from its writer thread; the slow-reader test below covers lag on it.)
+    let limits = herald::config::Limits { stream_queue: 4, ..Default::default() };
+    let server = start(Config { limits, storage: Storage::Memory, ..config() }).await;
     let mut s = open(server.addr, "topic=slow", &[]).await;
     assert_eq!(s.next_item().await, Some(Item::Retry(2000)));
     // One batch larger than the queue arrives at once: the stream cannot keep up.
@@ -583,5 +588,49 @@ async fn h2c_prior_knowledge_serves_many_streams_on_one_connection() {
         };
         assert_eq!(message.id.as_deref(), Some(&*id));
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_dropped_and_its_replay_fills_the_gap() {
+    let config = Config { limits: herald::config::Limits { stream_queue: 16, ..Default::default() }, ..config() };
+    let server = start(config).await;
+    let mut s = open(server.addr, "topic=big", &[]).await;
+    assert_eq!(s.next_item().await, Some(Item::Retry(2000)));
+    // ~20 MiB while the reader sleeps: more than loopback socket buffers and the queue can hold.
+    let payload = "x".repeat(32 * 1024);
+    let mut ids = Vec::new();
+    for chunk in 0..32 {
+        let batch: Vec<_> =
+            (0..20).map(|i| json!({"topic": "big", "data": format!("{chunk}-{i}-{payload}")})).collect();
+        ids.extend(publish_ok(server.addr, json!(batch)).await);
+    }
+    // The reader wakes up: it gets an in-order prefix, then the end of the stream.
+    let mut got = Vec::new();
+    while let Some(item) = s.next_item().await {
+        if let Item::Event(m) = item {
+            got.push(m.id.unwrap());
+        }
+    }
+    assert!(!got.is_empty() && got.len() < ids.len(), "lagged after {} of {}", got.len(), ids.len());
+    assert_eq!(got, ids[..got.len()], "no event skipped before the close");
+    assert_eq!(metric(server.addr, "herald_clients_disconnected_total{reason=\"lagged\"}").await, 1.0);
+    let last = got.last().unwrap().clone();
+    let mut again = open(server.addr, &format!("topic=big&lastEventID={last}"), &[]).await;
+    let rest = common::ids(&again.events(ids.len() - got.len()).await);
+    assert_eq!(rest, ids[got.len()..]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_last_event_id_resumes_across_a_restart_on_the_same_data() {
+    let server = start(config()).await;
+    let dir = server.dir.clone();
+    let before = publish_ok(server.addr, json!([{"topic": "r", "data": 1}, {"topic": "r", "data": 2}])).await;
+    server.stop().await;
+    let server = start_in(config(), dir).await;
+    let during = publish_ok(server.addr, json!({"topic": "r", "data": 3})).await;
+    let mut s = open(server.addr, &format!("topic=r&lastEventID={}", before[0]), &[]).await;
+    assert_eq!(common::ids(&s.events(2).await), [before[1].clone(), during[0].clone()]);
     server.stop().await;
 }

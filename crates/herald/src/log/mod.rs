@@ -8,8 +8,10 @@
 //!   then reads the log misses nothing: at worst it sees an event twice and skips it by id);
 //! - keeps the keyed state of SPEC §4 in step with the events.
 //!
+//! [`embedded::EmbeddedLog`] keeps them in one crash-safe file under the data directory;
 //! [`memory::MemoryLog`] keeps everything in memory; it loses everything on restart.
 
+pub mod embedded;
 pub mod memory;
 
 use std::sync::Arc;

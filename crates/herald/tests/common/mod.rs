@@ -21,6 +21,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The data directory, removed when the server is dropped.
+    pub dir: std::sync::Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), herald::server::Error>>,
 }
@@ -29,14 +31,23 @@ pub fn config() -> Config {
     Config { drain_grace_ms: Duration::from_millis(200), ..Config::default() }
 }
 
+/// Starts a server; a config still on the default data directory gets a fresh temporary one.
 pub async fn start(config: Config) -> Server {
+    start_in(config, std::sync::Arc::new(tempfile::tempdir().unwrap())).await
+}
+
+/// Starts a server on `dir` (to restart one on the same data).
+pub async fn start_in(mut config: Config, dir: std::sync::Arc<tempfile::TempDir>) -> Server {
+    if config.data_dir == Config::default().data_dir {
+        config.data_dir = dir.path().to_owned();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(herald::run(listener, config, async {
         let _ = stopped.await;
     }));
-    Server { addr, stop: Some(stop), task }
+    Server { addr, dir, stop: Some(stop), task }
 }
 
 impl Server {
