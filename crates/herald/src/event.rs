@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -237,6 +238,8 @@ pub struct Event {
     pub tombstone: bool,
     /// The encoded SSE frame, shared by every stream that sends it.
     frame: Bytes,
+    /// The frame for `envelope=true` streams, encoded the first time one needs it.
+    envelope: OnceLock<Bytes>,
 }
 
 impl Event {
@@ -251,12 +254,29 @@ impl Event {
             key: draft.key,
             tombstone: draft.tombstone,
             frame,
+            envelope: OnceLock::new(),
         }
     }
 
     /// The event's SSE frame (`id:`, `event:`, `data:` lines and the blank line).
     pub fn frame(&self) -> &Bytes {
         &self.frame
+    }
+
+    /// The frame for streams opened with `envelope=true`: the same id and type, with data
+    /// `{"topic":…,"key":…,"tombstone":…,"data":<payload>}`, for clients (such as the
+    /// dashboard's inspector) that must see where an event was published. Encoded once, on
+    /// first use, and shared.
+    pub fn envelope_frame(&self) -> &Bytes {
+        self.envelope.get_or_init(|| {
+            let envelope = serde_json::json!({
+                "topic": self.topic.as_str(),
+                "key": self.key.as_deref(),
+                "tombstone": self.tombstone,
+                "data": &*self.data,
+            });
+            sse::event_frame(&self.id.to_string(), &self.kind, &envelope.to_string())
+        })
     }
 }
 
@@ -340,5 +360,9 @@ mod tests {
         assert_eq!(&e.frame()[..], b"id: 1-2\ndata: line1\ndata: line2\n\n");
         let e = Event::new(id, Draft::new("a", Some("t.x"), &raw(r#"{"k": "v"}"#), None, false).unwrap());
         assert_eq!(&e.frame()[..], b"id: 1-2\nevent: t.x\ndata: {\"k\":\"v\"}\n\n");
+        assert_eq!(
+            &e.envelope_frame()[..],
+            b"id: 1-2\nevent: t.x\ndata: {\"data\":{\"k\":\"v\"},\"key\":null,\"tombstone\":false,\"topic\":\"a\"}\n\n"
+        );
     }
 }

@@ -634,3 +634,27 @@ async fn a_last_event_id_resumes_across_a_restart_on_the_same_data() {
     assert_eq!(common::ids(&s.events(2).await), [before[1].clone(), during[0].clone()]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn envelope_streams_carry_topic_and_key_in_every_step() {
+    let server = start(config()).await;
+    let first = publish_ok(server.addr, json!({"topic": "env/a", "key": "k", "type": "t.set", "data": {"v": 1}})).await;
+    let mut replay = open(server.addr, "topic=env/*&envelope=true&lastEventID=earliest", &[]).await;
+    let mut snap = open(server.addr, "topic=env/*&envelope=1&snapshot=true", &[]).await;
+    let want = json!({"topic": "env/a", "key": "k", "tombstone": false, "data": {"v": 1}});
+    for s in [&mut replay, &mut snap] {
+        let m = s.next_event().await;
+        assert_eq!((m.id.as_deref(), m.kind.as_str()), (Some(&*first[0]), "t.set"));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&m.data).unwrap(), want);
+    }
+    assert_eq!(snap.next_event().await.kind, "herald.synced");
+    publish_ok(server.addr, json!({"topic": "env/b", "data": "text"})).await;
+    for s in [&mut replay, &mut snap] {
+        let m = s.next_event().await;
+        let data: serde_json::Value = serde_json::from_str(&m.data).unwrap();
+        assert_eq!(data, json!({"topic": "env/b", "key": null, "tombstone": false, "data": "text"}));
+    }
+    let (status, _) = get_json(server.addr, "/events?topic=a&envelope=yes").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}

@@ -32,7 +32,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::ApiError;
 use crate::config::HeartbeatStyle;
-use crate::event::{EventId, RESERVED_PREFIX};
+use crate::event::{Event, EventId, RESERVED_PREFIX};
 use crate::hub::{any_matches, Origin, Subscription};
 use crate::log::Resume;
 use crate::server::Hub;
@@ -64,10 +64,16 @@ struct Query {
     patterns: Vec<Pattern>,
     last_id: Option<String>,
     snapshot: bool,
+    envelope: bool,
 }
 
 fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
-    let mut q = Query { patterns: Vec::new(), last_id: None, snapshot: false };
+    let mut q = Query { patterns: Vec::new(), last_id: None, snapshot: false, envelope: false };
+    let flag = |name: &str, value: &str| match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::bad_request(format!("{name} must be true or false, not {value:?}"))),
+    };
     for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match &*name {
             "topic" => q.patterns.push(
@@ -75,13 +81,8 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
                     .map_err(|e| ApiError::bad_request(format!("invalid topic pattern {value:?}: {e}")))?,
             ),
             "lastEventID" => q.last_id = Some(value.into_owned()),
-            "snapshot" => {
-                q.snapshot = match &*value {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => return Err(ApiError::bad_request(format!("snapshot must be true or false, not {value:?}"))),
-                }
-            }
+            "snapshot" => q.snapshot = flag("snapshot", &value)?,
+            "envelope" => q.envelope = flag("envelope", &value)?,
             // Read by authentication; other unknown parameters are ignored, as EventSource
             // users often add cache-busting ones.
             _ => {}
@@ -157,6 +158,8 @@ struct EventStream {
     origin: Origin,
     start: Start,
     snapshot: bool,
+    /// Send [`Event::envelope_frame`]s instead of plain frames.
+    envelope: bool,
     step: Step,
     sub: Option<Subscription>,
     /// The last log position this stream has covered: live events at or below it were already
@@ -183,6 +186,7 @@ impl EventStream {
             origin,
             start,
             snapshot: query.snapshot,
+            envelope: query.envelope,
             step: Step::Start,
             sub: None,
             cursor: None,
@@ -235,6 +239,14 @@ impl EventStream {
             out.extend_from_slice(&frame);
         }
         out.freeze()
+    }
+
+    fn frame_of(&self, event: &Event) -> Bytes {
+        if self.envelope {
+            event.envelope_frame().clone()
+        } else {
+            event.frame().clone()
+        }
     }
 
     fn control(&mut self, kind: &str, data: &str) {
@@ -308,7 +320,7 @@ impl EventStream {
         for event in chunk {
             self.cursor = Some(event.id);
             if any_matches(&self.patterns, &event.topic) {
-                self.pending.push_back(event.frame().clone());
+                self.pending.push_back(self.frame_of(&event));
                 sent += 1;
             }
         }
@@ -332,7 +344,9 @@ impl EventStream {
         self.register();
         let snapshot = self.hub.log.snapshot(&self.patterns).await?;
         let n = snapshot.events.len() as u64;
-        self.pending.extend(snapshot.events.iter().map(|e| e.frame().clone()));
+        for event in &snapshot.events {
+            self.pending.push_back(self.frame_of(event));
+        }
         self.count_sent(n);
         self.hub.metrics.events_delivered.increment(n);
         self.control("herald.synced", "{}");
@@ -357,7 +371,8 @@ impl EventStream {
                             // Already sent by replay, or part of the snapshot.
                         } else {
                             self.cursor = None;
-                            self.pending.push_back(event.frame().clone());
+                            let frame = if self.envelope { event.envelope_frame() } else { event.frame() };
+                            self.pending.push_back(frame.clone());
                             sent += 1;
                         }
                         next = if self.pending.len() < COALESCE { sub.try_recv() } else { None };
