@@ -281,3 +281,18 @@ fn a_foreign_or_corrupted_data_dir_stops_the_start_and_is_left_alone() {
     assert!(err.contains("herald.redb"), "{err}");
     assert_eq!(std::fs::read(dir.path().join("herald.redb")).unwrap(), garbage, "never wiped");
 }
+
+#[test]
+fn small_bench_runs_complete_and_report() {
+    let node = Node::start(&[]);
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(BIN).arg("bench").args(args).args(["--url", &node.url(), "--timeout-s", "60"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let publish = run(&["publish", "--events", "200", "--batch", "10", "--concurrency", "4"]);
+    assert_eq!((publish["scenario"].as_str(), publish["events"].as_u64()), (Some("publish"), Some(200)));
+    assert!(publish["events_per_s"].as_f64().unwrap() > 0.0);
+    let replay = run(&["replay", "--events", "500"]);
+    assert_eq!((replay["scenario"].as_str(), replay["events"].as_u64()), (Some("replay"), Some(500)));
+}
