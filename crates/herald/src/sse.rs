@@ -97,12 +97,19 @@ pub struct Message {
 pub struct LineTooLong(pub usize);
 
 /// An incremental SSE parser: feed it bytes as they arrive, take items as they complete.
+///
+/// Lines are scanned in place: consumed bytes are dropped from the buffer once per [`push`],
+/// not once per line, so a burst of small events costs no per-line buffer shuffling.
+///
+/// [`push`]: Decoder::push
 #[derive(Debug)]
 pub struct Decoder {
     buf: BytesMut,
-    /// Where to resume scanning for a line end in `buf`.
+    /// Where the unconsumed bytes of `buf` start.
+    start: usize,
+    /// Where to resume scanning for a line end (`start <= scanned`).
     scanned: usize,
-    /// The previous chunk ended in `\r`: a leading `\n` belongs to that line break.
+    /// The previous line ended in `\r` at the end of the buffer: a leading `\n` belongs to it.
     skip_lf: bool,
     bom_checked: bool,
     max_line: usize,
@@ -124,6 +131,7 @@ impl Decoder {
     pub fn new(max_line: usize) -> Self {
         Self {
             buf: BytesMut::new(),
+            start: 0,
             scanned: 0,
             skip_lf: false,
             bom_checked: false,
@@ -143,6 +151,11 @@ impl Decoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            let _ = self.buf.split_to(self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -152,21 +165,22 @@ impl Decoder {
     /// [`LineTooLong`] when a line grows past the limit; the decoder should then be dropped.
     pub fn next_item(&mut self) -> Result<Option<Item>, LineTooLong> {
         loop {
-            if self.skip_lf && !self.buf.is_empty() {
-                if self.buf[0] == b'\n' {
-                    let _ = self.buf.split_to(1);
+            if self.skip_lf && self.start < self.buf.len() {
+                if self.buf[self.start] == b'\n' {
+                    self.start += 1;
+                    self.scanned = self.scanned.max(self.start);
                 }
                 self.skip_lf = false;
             }
             if !self.bom_checked {
-                if self.buf.len() < 3 && b"\xEF\xBB\xBF".starts_with(&self.buf) {
-                    if self.buf.is_empty() {
-                        return Ok(None);
-                    }
+                let head = &self.buf[self.start..];
+                if head.len() < 3 && b"\xEF\xBB\xBF".starts_with(head) {
+                    // Too short to tell whether a byte-order mark is coming.
                     return Ok(None);
                 }
-                if self.buf.starts_with(b"\xEF\xBB\xBF") {
-                    let _ = self.buf.split_to(3);
+                if head.starts_with(b"\xEF\xBB\xBF") {
+                    self.start += 3;
+                    self.scanned = self.scanned.max(self.start);
                 }
                 self.bom_checked = true;
             }
@@ -174,29 +188,37 @@ impl Decoder {
                 self.buf[self.scanned..].iter().position(|&b| b == b'\n' || b == b'\r').map(|p| p + self.scanned)
             else {
                 self.scanned = self.buf.len();
-                if self.buf.len() > self.max_line {
+                if self.buf.len() - self.start > self.max_line {
                     return Err(LineTooLong(self.max_line));
                 }
                 return Ok(None);
             };
-            let line = self.buf.split_to(pos + 1);
-            self.scanned = 0;
-            if line[pos] == b'\r' {
+            let line_start = self.start;
+            self.start = pos + 1;
+            if self.buf[pos] == b'\r' {
                 // CRLF: the LF may not have arrived yet.
-                if self.buf.is_empty() {
+                if self.start == self.buf.len() {
                     self.skip_lf = true;
-                } else if self.buf[0] == b'\n' {
-                    let _ = self.buf.split_to(1);
+                } else if self.buf[self.start] == b'\n' {
+                    self.start += 1;
                 }
             }
-            if let Some(item) = self.line(&line[..pos]) {
+            self.scanned = self.start;
+            let buf = std::mem::take(&mut self.buf);
+            let item = self.line(&buf[line_start..pos]);
+            self.buf = buf;
+            if let Some(item) = item {
                 return Ok(Some(item));
             }
         }
     }
 
     fn line(&mut self, line: &[u8]) -> Option<Item> {
-        let line = String::from_utf8_lossy(line);
+        // Valid UTF-8 (what Herald sends) borrows; anything else is repaired, as browsers do.
+        let line = match std::str::from_utf8(line) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         if line.is_empty() {
             return self.dispatch();
         }
@@ -315,6 +337,34 @@ mod tests {
             let items = decode_all(&[&frame[..at], &frame[at..]]);
             let expected = data.replace("\r\n", "\n").replace('\r', "\n");
             prop_assert_eq!(items, vec![msg(Some(&id), &kind, &expected)]);
+        }
+
+        #[test]
+        fn many_frames_in_arbitrary_chunks(
+            events in prop::collection::vec(("[a-z]{1,8}", "(?s).{0,60}"), 1..12),
+            cuts in prop::collection::vec(1usize..40, 0..30),
+        ) {
+            let mut stream = Vec::new();
+            stream.extend_from_slice(&retry_frame(5));
+            for (i, (kind, data)) in events.iter().enumerate() {
+                stream.extend_from_slice(&event_frame(&i.to_string(), kind, data));
+                stream.extend_from_slice(HEARTBEAT_COMMENT);
+            }
+            let mut chunks = Vec::new();
+            let mut rest = &stream[..];
+            for cut in cuts {
+                let (head, tail) = rest.split_at(cut.min(rest.len()));
+                chunks.push(head);
+                rest = tail;
+            }
+            chunks.push(rest);
+            let items = decode_all(&chunks);
+            let mut want = vec![Item::Retry(5)];
+            for (i, (kind, data)) in events.iter().enumerate() {
+                want.push(msg(Some(&i.to_string()), kind, &data.replace("\r\n", "\n").replace('\r', "\n")));
+                want.push(Item::Comment("heartbeat".into()));
+            }
+            prop_assert_eq!(items, want);
         }
     }
 }
