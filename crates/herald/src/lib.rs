@@ -11,7 +11,8 @@
 //! - [`hub`]: the router: subscriptions in a pattern trie, fan-out, bounded queues.
 //! - [`log`]: the event log trait; the durable embedded store (redb) and an in-memory one.
 //! - [`state`]: keyed latest state and snapshots.
-//! - [`http`]: one module per endpoint group: events, publish, ops.
+//! - [`http`]: one module per endpoint group: events, publish, ops, and the web UI (`web/`,
+//!   built into `web/dist` and embedded).
 //! - [`config`], [`shutdown`], [`telemetry`]: configuration, lifecycle, metrics.
 //! - [`server`]: the [`Hub`] that ties these together, and [`run`].
 //!

@@ -3,10 +3,12 @@
 //! - [`events`]: `GET /events`, the SSE stream.
 //! - [`publish`]: `POST /publish`.
 //! - [`ops`]: `/health`, `/ready`, `/metrics`, `/subscriptions`.
+//! - [`ui`]: the dashboard at `/` and the web components at `/ui/herald.js`.
 
 pub mod events;
 pub mod ops;
 pub mod publish;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -26,6 +28,8 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/subscriptions", get(ops::subscriptions))
+        .route("/", get(ui::dashboard))
+        .route("/ui/{*path}", get(ui::asset))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
