@@ -286,7 +286,12 @@ fn a_foreign_or_corrupted_data_dir_stops_the_start_and_is_left_alone() {
 fn small_bench_runs_complete_and_report() {
     let node = Node::start(&[]);
     let run = |args: &[&str]| -> serde_json::Value {
-        let out = Command::new(BIN).arg("bench").args(args).args(["--url", &node.url(), "--timeout-s", "60"]).output().unwrap();
+        let out = Command::new(BIN)
+            .arg("bench")
+            .args(args)
+            .args(["--url", &node.url(), "--timeout-s", "60"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     };
