@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use herald_client::{Client, Publish, SubscribeOptions};
 
 mod bench;
+mod sources;
 
 /// Herald: a real-time push hub over Server-Sent Events.
 #[derive(Debug, Parser)]
@@ -31,6 +32,10 @@ enum Command {
         /// Directory of the embedded store (overrides `data_dir`).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Also run a SIMULATED Argo CD (demo applications in namespaces demo-*, moving through
+        /// deployments every few seconds), to try the board and the Argo CD API without a cluster.
+        #[arg(long)]
+        demo: bool,
     },
     /// Publish one event and print its id.
     Publish {
@@ -79,6 +84,28 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         count: u64,
     },
+    /// Mint an HS256 token for a node configured with `auth.jwt_secret`, and print it.
+    Token {
+        /// The node's `auth.jwt_secret`.
+        #[arg(long, env = "HERALD_AUTH_JWT_SECRET", hide_env_values = true)]
+        secret: String,
+        /// `viewer` (subscribe to everything), `publisher` (and publish anything) or `admin`
+        /// (everything, including /subscriptions).
+        #[arg(long, value_parser = ["viewer", "publisher", "admin"])]
+        role: Option<String>,
+        /// A pattern whose topics the token may receive (repeatable).
+        #[arg(long = "subscribe", value_name = "PATTERN", value_parser = pattern)]
+        subscribe: Vec<String>,
+        /// A pattern whose topics the token may publish to (repeatable).
+        #[arg(long = "publish", value_name = "PATTERN", value_parser = pattern)]
+        publish: Vec<String>,
+        /// How long the token is valid: `90s`, `15m`, `1h`, `7d`...
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// The principal (`sub`): shown in /subscriptions, and what per-principal limits count.
+        #[arg(long)]
+        sub: Option<String>,
+    },
     /// Load generator for BENCHMARKS.md (loopback only; bounded in count and time).
     Bench {
         #[command(subcommand)]
@@ -96,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir).await,
+        Command::Serve { config, listen, data_dir, demo } => serve(config, listen, data_dir, demo).await,
         Command::Publish { url, topic, kind, key, tombstone, token, string, data } => {
             let data = if data == "-" {
                 let mut s = String::new();
@@ -116,6 +143,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { scenario } => bench::run(scenario).await,
+        Command::Token { secret, role, subscribe, publish, ttl, sub } => {
+            println!("{}", token(&secret, role.as_deref(), subscribe, publish, ttl, sub)?);
+            Ok(())
+        }
         Command::Subscribe { url, topics, last_event_id, snapshot, token, count } => {
             let client = Client::new(&url)?.with_token(token);
             let mut sub = client.subscribe(SubscribeOptions { topics, last_event_id, snapshot });
@@ -136,7 +167,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    demo: bool,
+) -> anyhow::Result<()> {
     let path = config.or_else(|| Some(PathBuf::from("herald.toml")).filter(|p| p.exists()));
     let mut config = herald::Config::load(path.as_deref(), std::env::vars())?;
     if let Some(listen) = listen {
@@ -149,8 +185,67 @@ async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Op
         Ok(l) => l,
         Err(e) => bail!("cannot listen on {}: {e}", config.listen),
     };
-    herald::run(listener, config, stop_signal()).await?;
+    let hub = herald::Hub::open(config).await?;
+    let sources = sources::Sources::start(&hub, demo).await?;
+    // Sources stop when the drain begins, so nothing is published into a closing log.
+    let draining = tokio_util::sync::CancellationToken::new();
+    let deadline = hub.config.shutdown_timeout_s;
+    let stopper = tokio::spawn({
+        let draining = draining.clone();
+        async move {
+            draining.cancelled().await;
+            sources.shutdown(deadline).await;
+        }
+    });
+    let mut signal = Box::pin({
+        let draining = draining.clone();
+        async move {
+            stop_signal().await;
+            draining.cancel();
+        }
+    });
+    // The signal handlers are installed on the future's first poll: poll it now, before the
+    // node says it listens, so that a signal sent right then is not fatal.
+    let _ = futures_util::FutureExt::now_or_never(&mut signal);
+    let served = herald::serve(listener, hub, signal).await;
+    draining.cancel();
+    let _ = stopper.await;
+    served?;
     Ok(())
+}
+
+/// A topic pattern, checked as the server will check it.
+fn pattern(text: &str) -> Result<String, String> {
+    herald::topic::Pattern::new(text).map(|_| text.to_owned()).map_err(|e| format!("pattern {e}"))
+}
+
+/// Signs the claims of `herald token`.
+fn token(
+    secret: &str,
+    role: Option<&str>,
+    subscribe: Vec<String>,
+    publish: Vec<String>,
+    ttl: std::time::Duration,
+    sub: Option<String>,
+) -> anyhow::Result<String> {
+    use herald::auth::{mint_hs256, Claims, Role, TopicClaims};
+    if secret.is_empty() {
+        bail!("--secret is empty");
+    }
+    let role = match role {
+        None => None,
+        Some("viewer") => Some(Role::Viewer),
+        Some("publisher") => Some(Role::Publisher),
+        Some("admin") => Some(Role::Admin),
+        Some(other) => bail!("unknown role {other:?}"),
+    };
+    if role.is_none() && subscribe.is_empty() && publish.is_empty() {
+        bail!("the token would allow nothing: give --role, --subscribe or --publish");
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let herald = (!subscribe.is_empty() || !publish.is_empty()).then_some(TopicClaims { subscribe, publish });
+    let claims = Claims { sub, exp: Some(now.saturating_add(ttl.as_secs())), iat: Some(now), nbf: None, role, herald };
+    Ok(mint_hs256(secret.as_bytes(), &claims)?)
 }
 
 /// Resolves on SIGINT or SIGTERM.

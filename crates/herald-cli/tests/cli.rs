@@ -301,3 +301,112 @@ fn small_bench_runs_complete_and_report() {
     let replay = run(&["replay", "--events", "500"]);
     assert_eq!((replay["scenario"].as_str(), replay["events"].as_u64()), (Some("replay"), Some(500)));
 }
+
+/// A `herald serve` whose whole log (at `RUST_LOG=trace`) is kept for inspection.
+fn serve_logged(dir: &std::path::Path, env: &[(&str, &str)]) -> (Node, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve logs its address").unwrap();
+        log.lock().unwrap().push_str(&line);
+        log.lock().unwrap().push('\n');
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (Node { child, addr, _dir: None }, log)
+}
+
+/// `herald token ARGS...`, printed token.
+fn mint(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("token").args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    token
+}
+
+#[test]
+fn open_mode_says_so_in_the_log() {
+    let dir = data_dir();
+    let (mut node, log) = serve_logged(dir.path(), &[("HERALD_DRAIN_GRACE_MS", "0")]);
+    node.signal("-TERM");
+    assert_eq!(node.wait(Duration::from_secs(10)).code(), Some(0));
+    let log = log.lock().unwrap().clone();
+    assert!(log.lines().any(|l| l.contains("WARN") && l.contains("authentication is OFF")), "{log}");
+}
+
+#[test]
+fn minted_tokens_work_from_the_cli_and_never_reach_the_log_or_metrics() {
+    let secret = "cli-test-secret";
+    let dir = data_dir();
+    let env = [("HERALD_AUTH_JWT_SECRET", secret), ("HERALD_DRAIN_GRACE_MS", "0")];
+    let (mut node, log) = serve_logged(dir.path(), &env);
+    let admin = mint(&["--secret", secret, "--role", "admin", "--sub", "ops", "--ttl", "10m"]);
+    let reader = mint(&["--secret", secret, "--subscribe", "cli/*", "--sub", "reader"]);
+    let writer = mint(&["--secret", secret, "--publish", "cli/**", "--ttl", "1h"]);
+    let forged = mint(&["--secret", "not-the-secret", "--role", "admin"]);
+    assert!(!log.lock().unwrap().contains("authentication is OFF"));
+
+    // No token, a forged one, a reader where an admin is needed: refused.
+    assert!(get(node.addr, "/subscriptions").0.contains("401"));
+    assert!(get(node.addr, &format!("/subscriptions?access_token={forged}")).0.contains("401"));
+    assert!(get(node.addr, &format!("/subscriptions?access_token={reader}")).0.contains("403"));
+
+    // The reader subscribes with its token in the query, as EventSource does.
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET /events?topic=cli/*&access_token={reader} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    wait_for("the reader's stream", || clients(node.addr) == 1);
+    // The writer publishes with `herald publish --token`; outside its claims it is refused.
+    let publish = |token: &str, topic: &str| {
+        Command::new(BIN)
+            .args(["publish", "--url", &node.url(), "--token", token, "--topic", topic, "hello"])
+            .output()
+            .unwrap()
+    };
+    let out = publish(&writer, "cli/1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!publish(&writer, "elsewhere").status.success());
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("data: hello") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The admin lists the stream under the reader's sub.
+    let (status, body) = get(node.addr, &format!("/subscriptions?access_token={admin}"));
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("\"principal\":\"reader\""), "{body}");
+    let (_, metrics) = get(node.addr, "/metrics");
+
+    node.signal("-TERM");
+    assert_eq!(node.wait(Duration::from_secs(10)).code(), Some(0));
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("herald listening") && log.contains("stopped"), "the whole log was captured:\n{log}");
+    for token in [&admin, &reader, &writer, &forged] {
+        // Any of the three parts would be a leak; the signature is the secret-bearing one.
+        for part in token.split('.') {
+            assert!(!log.contains(part), "a token part is in the log:\n{log}");
+            assert!(!metrics.contains(part), "a token part is in /metrics");
+        }
+    }
+}

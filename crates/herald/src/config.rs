@@ -24,7 +24,11 @@ use serde::{Deserialize, Serialize};
 
 /// The sections of the file; an environment variable `HERALD_<SECTION>_<KEY>` sets
 /// `<section>.<key>`, any other `HERALD_<KEY>` a top-level key.
-const SECTIONS: &[&str] = &["retention", "limits"];
+const SECTIONS: &[&str] = &["retention", "limits", "auth", "cors"];
+
+/// Keys whose environment value is always taken as a plain string, never as TOML: a secret
+/// such as `123456` or `"quoted"` must reach the server byte for byte.
+const RAW_STRING_KEYS: &[(&str, &str)] = &[("auth", "jwt_secret"), ("auth", "jwt_public_key")];
 
 /// Everything `herald serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,8 +66,14 @@ pub struct Config {
     pub drain_grace_ms: Duration,
     /// How much history the log keeps.
     pub retention: RetentionConfig,
-    /// Connection and queue limits.
+    /// Connection, request and queue limits.
     pub limits: Limits,
+    /// Authentication; with neither key set, Herald is open to everyone.
+    pub auth: AuthConfig,
+    /// Cross-origin requests from browsers.
+    pub cors: CorsConfig,
+    /// Event sources inside the node: `[[sources.kubernetes]]` (see [`crate::sources`]).
+    pub sources: crate::sources::Sources,
 }
 
 /// How much history the log keeps (SPEC §3).
@@ -77,14 +87,100 @@ pub struct RetentionConfig {
     pub max_age_s: Duration,
 }
 
-/// Connection and queue limits (SPEC §7).
+/// Connection, request and queue limits (SPEC §7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Open streams this node accepts; beyond it, 503 with `Retry-After`.
     pub max_clients: usize,
+    /// Open streams one principal may hold on this node (0: no limit); beyond it, 503 with
+    /// `Retry-After`. The principal is the token's `sub`; without one (open mode, or a token
+    /// without `sub`) it is the client's IP address.
+    pub max_clients_per_principal: usize,
     /// Events queued for one stream before it counts as too slow and is closed.
     pub stream_queue: usize,
+    /// `POST /publish` requests per second that one principal may make (0: no limit); beyond
+    /// it, 429 with `Retry-After`.
+    pub publish_rate_per_s: u32,
+    /// Requests a principal may make at once before `publish_rate_per_s` paces it (0: the
+    /// same as `publish_rate_per_s`).
+    pub publish_burst: u32,
+    /// Milliseconds a client has to send a complete request head once a connection is open,
+    /// or idle between requests on a kept-alive HTTP/1.1 connection; then the connection is
+    /// closed (slow-loris protection).
+    #[serde(with = "millis")]
+    pub header_read_timeout_ms: Duration,
+    /// Largest request head (request line and headers), in bytes; at least 8192. A larger
+    /// HTTP/1.1 head gets 431; over HTTP/2 the header list is capped to the same size.
+    pub max_header_bytes: usize,
+}
+
+/// Authentication (SPEC §6). Set `jwt_secret` or `jwt_public_key`, not both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Shared secret for HS256 tokens.
+    pub jwt_secret: Option<Secret>,
+    /// Public key for RS256 (RSA) or ES256 / ES384 (EC P-256 / P-384) tokens: the PEM text
+    /// itself (starting `-----BEGIN`), or the path of a PEM file.
+    pub jwt_public_key: Option<String>,
+    /// Seconds of clock skew allowed when checking `exp` and `nbf`.
+    #[serde(with = "secs")]
+    pub leeway_s: Duration,
+}
+
+/// Cross-origin resource sharing for browsers (SPEC §8).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may call Herald, with credentials
+    /// (cookies); `"*"` lets any origin in, without credentials. Empty: no CORS headers at
+    /// all. From the environment, a TOML array or a comma-separated list.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// A secret that never shows in `Debug` output or a serialised configuration.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret with this text.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// A list given as a sequence, or as one comma-separated string (handy in the environment).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match List::deserialize(d)? {
+        List::Many(items) => items,
+        List::One(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    })
 }
 
 /// Where the event log lives.
@@ -133,6 +229,9 @@ impl Default for Config {
             drain_grace_ms: Duration::from_millis(1000),
             retention: RetentionConfig::default(),
             limits: Limits::default(),
+            auth: AuthConfig::default(),
+            cors: CorsConfig::default(),
+            sources: crate::sources::Sources::default(),
         }
     }
 }
@@ -145,9 +244,26 @@ impl Default for RetentionConfig {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_clients: 100_000, stream_queue: 1024 }
+        Self {
+            max_clients: 100_000,
+            max_clients_per_principal: 0,
+            stream_queue: 1024,
+            publish_rate_per_s: 0,
+            publish_burst: 0,
+            header_read_timeout_ms: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+        }
     }
 }
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { jwt_secret: None, jwt_public_key: None, leeway_s: Duration::from_secs(5) }
+    }
+}
+
+/// The smallest `limits.max_header_bytes`: hyper's HTTP/1.1 read buffer cannot be smaller.
+pub const MIN_HEADER_BYTES: usize = 8192;
 
 /// A configuration that cannot be used, with what is wrong and where.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +321,11 @@ impl Config {
                     .ok_or_else(|| Error::Parse(format!("{s} must be a table")))?,
                 None => &mut table,
             };
-            target.insert(key, env_value(&value));
+            let value = match section {
+                Some(s) if RAW_STRING_KEYS.contains(&(s, key.as_str())) => toml::Value::String(value),
+                _ => env_value(&value),
+            };
+            target.insert(key, value);
             from_env.push(name);
         }
         let config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
@@ -246,8 +366,41 @@ impl Config {
         if self.limits.stream_queue == 0 {
             return bad("limits.stream_queue must be at least 1");
         }
+        if self.limits.max_header_bytes < MIN_HEADER_BYTES {
+            return bad(&format!("limits.max_header_bytes must be at least {MIN_HEADER_BYTES}"));
+        }
+        if self.limits.header_read_timeout_ms.is_zero() {
+            return bad("limits.header_read_timeout_ms must be at least 1");
+        }
+        if self.auth.jwt_secret.is_some() && self.auth.jwt_public_key.is_some() {
+            return bad("set auth.jwt_secret or auth.jwt_public_key, not both");
+        }
+        if self.auth.jwt_secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            return bad("auth.jwt_secret is empty");
+        }
+        if self.auth.jwt_public_key.as_ref().is_some_and(|k| k.trim().is_empty()) {
+            return bad("auth.jwt_public_key is empty");
+        }
+        for origin in &self.cors.allowed_origins {
+            if origin != "*" && !is_origin(origin) {
+                return bad(&format!(
+                    "cors.allowed_origins: {origin:?} is not an origin (scheme://host[:port], no path)"
+                ));
+            }
+        }
+        self.sources.validate().map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(())
     }
+}
+
+/// Whether `s` looks like a browser `Origin`: `scheme://host[:port]`, nothing after.
+fn is_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else { return false };
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', ' ', '@'])
+        && rest.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// An environment value as TOML when it parses as a scalar or array (`30`, `true`, `["a"]`),
@@ -332,5 +485,33 @@ mod tests {
             err("listen = \"nowhere\"", &[]).contains("listen") || err("listen = \"nowhere\"", &[]).contains("address")
         );
         assert!(err("[limits]\nstream_queue = 0", &[]).contains("stream_queue"));
+        assert!(err("[limits]\nmax_header_bytes = 100", &[]).contains("max_header_bytes"));
+        assert!(err("[auth]\njwt_secret = \"a\"\njwt_public_key = \"b\"", &[]).contains("not both"));
+        assert!(err("[cors]\nallowed_origins = [\"https://a.example/path\"]", &[]).contains("allowed_origins"));
+        assert!(err("[auth]\nbogus = 1", &[]).contains("bogus"));
+    }
+
+    #[test]
+    fn secrets_come_through_the_environment_verbatim_and_never_print() {
+        let c = Config::from_toml_and_env(
+            "",
+            env(&[
+                ("HERALD_AUTH_JWT_SECRET", "123456"),
+                ("HERALD_AUTH_LEEWAY_S", "2"),
+                ("HERALD_CORS_ALLOWED_ORIGINS", "https://a.example, http://localhost:5173"),
+                ("HERALD_LIMITS_PUBLISH_RATE_PER_S", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.jwt_secret.as_ref().unwrap().expose(), "123456");
+        assert_eq!(c.auth.leeway_s, Duration::from_secs(2));
+        assert_eq!(c.cors.allowed_origins, ["https://a.example", "http://localhost:5173"]);
+        assert_eq!(c.limits.publish_rate_per_s, 10);
+        let quoted = Config::from_toml_and_env("", env(&[("HERALD_AUTH_JWT_SECRET", "\"q\"")])).unwrap();
+        assert_eq!(quoted.auth.jwt_secret.unwrap().expose(), "\"q\"");
+        assert!(!format!("{c:?}").contains("123456"));
+        assert!(!toml::to_string(&c).unwrap().contains("123456"));
+        let listed = Config::from_toml_and_env("[cors]\nallowed_origins = [\"https://b.example\"]", []).unwrap();
+        assert_eq!(listed.cors.allowed_origins, ["https://b.example"]);
     }
 }

@@ -7,6 +7,12 @@
 //! Each event reaches a subscriber as an `Arc<Event>` whose SSE frame was encoded once; nothing
 //! is serialised or copied per subscriber.
 //!
+//! ## Authorisation
+//! A subscription may carry an allow-list (the patterns its token may read, when they do not
+//! cover its own patterns: see [`Access::subscription_filter`](crate::auth::Access::subscription_filter)).
+//! Dispatch then queues an event on it only if the allow-list matches the topic too. Without
+//! one, the check costs a branch.
+//!
 //! ## Ordering
 //! [`Router::dispatch`] must be called by one caller at a time, in id order (the event log does
 //! this right after an append becomes durable). Each subscriber's queue therefore holds events
@@ -62,6 +68,8 @@ pub struct Shared {
 struct Slot {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Arc<Event>>,
+    /// When set, only events whose topic one of these patterns matches are queued.
+    allow: Option<Arc<[Pattern]>>,
     /// The dispatch round that last queued an event here: a subscriber whose several patterns
     /// all match one event still receives it once, without sorting or a per-event set.
     last_round: AtomicU64,
@@ -175,6 +183,17 @@ impl Router {
 
     /// Registers a subscription; events dispatched from now on reach it.
     pub fn subscribe(self: &Arc<Self>, patterns: Vec<Pattern>, origin: Origin) -> Subscription {
+        self.subscribe_filtered(patterns, origin, None)
+    }
+
+    /// [`Router::subscribe`] with an allow-list: when given, an event reaches the subscription
+    /// only if its topic matches one of `patterns` *and* one of `allow`.
+    pub fn subscribe_filtered(
+        self: &Arc<Self>,
+        patterns: Vec<Pattern>,
+        origin: Origin,
+        allow: Option<Arc<[Pattern]>>,
+    ) -> Subscription {
         let (tx, rx) = mpsc::channel(self.queue_len);
         let shared = Arc::new(Shared {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -184,7 +203,7 @@ impl Router {
             sent: AtomicU64::new(0),
             lagged: AtomicBool::new(false),
         });
-        let slot = Arc::new(Slot { shared: shared.clone(), tx, last_round: AtomicU64::new(0) });
+        let slot = Arc::new(Slot { shared: shared.clone(), tx, allow, last_round: AtomicU64::new(0) });
         let mut index = self.write();
         for pattern in shared.patterns.iter() {
             index.root.insert(pattern.segments(), &slot);
@@ -225,6 +244,9 @@ impl Router {
                 segments.extend(event.topic.segments());
                 index.root.visit(&segments, &mut |slot| {
                     if slot.last_round.swap(round, Ordering::Relaxed) == round {
+                        return;
+                    }
+                    if slot.allow.as_deref().is_some_and(|allow| !any_matches(allow, &event.topic)) {
                         return;
                     }
                     match slot.tx.try_send(event.clone()) {
@@ -354,6 +376,20 @@ mod tests {
         assert_eq!(drain(&mut b), vec![1, 2, 3, 4]);
         assert_eq!(drain(&mut c), vec![3]);
         assert_eq!(out, Dispatched { delivered: 6, lagged: 0 });
+    }
+
+    #[test]
+    fn an_allow_list_filters_what_the_patterns_match() {
+        let router = Arc::new(Router::new(16, Default::default()));
+        let allow: Vec<Pattern> = vec!["a/x".parse().unwrap(), "b/**".parse().unwrap()];
+        let origin = Origin { principal: "t".into(), remote: None };
+        let mut s =
+            router.subscribe_filtered(vec!["a/*".parse().unwrap(), "b/*".parse().unwrap()], origin, Some(allow.into()));
+        let mut open = sub(&router, &["a/*"]);
+        let out = router.dispatch(&[event(1, "a/x"), event(2, "a/y"), event(3, "b/z"), event(4, "c")]);
+        assert_eq!(drain(&mut s), vec![1, 3]);
+        assert_eq!(drain(&mut open), vec![1, 2]);
+        assert_eq!(out.delivered, 4);
     }
 
     #[test]

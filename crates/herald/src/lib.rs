@@ -11,9 +11,13 @@
 //! - [`hub`]: the router: subscriptions in a pattern trie, fan-out, bounded queues.
 //! - [`log`]: the event log trait; the durable embedded store (redb) and an in-memory one.
 //! - [`state`]: keyed latest state and snapshots.
-//! - [`http`]: one module per endpoint group: events, publish, ops, and the web UI (`web/`,
-//!   built into `web/dist` and embedded).
-//! - [`config`], [`shutdown`], [`telemetry`]: configuration, lifecycle, metrics.
+//! - [`auth`]: JWTs, their claims, and what they allow (open mode without a key).
+//! - [`http`]: one module per endpoint group: events, publish, ops; the CORS layer.
+//! - [`config`], [`shutdown`], [`telemetry`]: configuration, lifecycle (and stream admission),
+//!   metrics.
+//! - [`limits`]: the per-principal publish rate limit.
+//! - [`sources`]: `[[sources.kubernetes]]` configuration, topic templates, readiness gates (the
+//!   watchers themselves are in the `herald-kube` crate).
 //! - [`server`]: the [`Hub`] that ties these together, and [`run`].
 //!
 //! # Examples
@@ -27,13 +31,16 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod event;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod log;
 pub mod server;
 pub mod shutdown;
+pub mod sources;
 pub mod sse;
 pub mod state;
 pub mod telemetry;

@@ -1,16 +1,34 @@
 //! The hub as a whole, and [`run`], which serves it on a listener until told to stop.
+//!
+//! [`serve`] runs its own accept loop on hyper-util's auto (HTTP/1.1 + HTTP/2 prior knowledge)
+//! connection builder rather than `axum::serve`, for the settings that protect the request
+//! head: `limits.header_read_timeout_ms` (a connection that has not sent a complete request
+//! head by then is closed, including one still deciding between HTTP/1.1 and HTTP/2, and an
+//! idle kept-alive one) and `limits.max_header_bytes` (431 beyond it). Connections are watched
+//! by a [`GracefulShutdown`], which lets in-flight requests finish when the node stops
+//! accepting; whatever is left at `shutdown_timeout_s` is dropped with the accept loop.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
+use crate::auth::{self, Auth};
 use crate::config::{self, Config, Storage};
 use crate::event::{Draft, Event};
 use crate::hub::Router;
+use crate::limits::PublishRate;
 use crate::log::embedded::{self, EmbeddedLog};
 use crate::log::memory::{MemoryLog, Retention};
 use crate::log::{self, EventLog};
@@ -29,6 +47,10 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Starting, ready, draining; what streams watch to end themselves.
     pub lifecycle: Lifecycle,
+    /// Token verification (or open mode).
+    pub auth: Auth,
+    /// The per-principal publish rate limit, when configured.
+    pub publish_rate: Option<PublishRate>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -42,8 +64,11 @@ impl Hub {
     ///
     /// # Errors
     /// [`Error::Log`] when the embedded store cannot be opened (a foreign or corrupted data
-    /// directory, a file in use by another process, a permission problem).
+    /// directory, a file in use by another process, a permission problem); [`Error::Auth`]
+    /// when the configured public key cannot be read or used.
     pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
+        let auth = Auth::new(&config.auth)?;
+        let publish_rate = PublishRate::new(&config.limits);
         let metrics = Arc::new(Metrics::new());
         let router = Arc::new(Router::new(config.limits.stream_queue, metrics.clone()));
         let retention = Retention { max_events: config.retention.max_events, max_age: config.retention.max_age_s };
@@ -57,7 +82,7 @@ impl Hub {
                 Arc::new(EmbeddedLog::open(&config.data_dir, router.clone(), retention, durability).await?)
             }
         };
-        Ok(Arc::new(Self { config, router, log, metrics, lifecycle: Lifecycle::default() }))
+        Ok(Arc::new(Self { config, router, log, metrics, lifecycle: Lifecycle::default(), auth, publish_rate }))
     }
 
     /// Appends `drafts` as one batch and returns them as events with ids, once durable.
@@ -82,6 +107,9 @@ pub enum Error {
     /// The event log could not be opened.
     #[error("cannot open the event log: {0}")]
     Log(#[from] log::Error),
+    /// Authentication could not be set up.
+    #[error("{0}")]
+    Auth(#[from] auth::Error),
 }
 
 /// Serves Herald on `listener` until `shutdown` resolves, then drains (see
@@ -110,10 +138,14 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let app = crate::http::router(hub.clone());
     let stop_accepting = CancellationToken::new();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+    let mut server = tokio::spawn(accept_loop(listener, app, hub.config.limits.clone(), stop_accepting.clone()));
     let expiry = tokio::spawn(expire_periodically(hub.clone()));
+    if hub.auth.is_open() {
+        tracing::warn!(
+            "authentication is OFF: anyone who can reach this node may subscribe, publish and list \
+             subscriptions; set auth.jwt_secret or auth.jwt_public_key"
+        );
+    }
 
     hub.lifecycle.set_ready();
     let storage = match hub.config.storage {
@@ -125,7 +157,7 @@ pub async fn serve(
     tokio::select! {
         res = &mut server => {
             expiry.abort();
-            return res.map_err(|e| Error::Io(std::io::Error::other(e)))?.map_err(Error::Io);
+            return res.map_err(|e| Error::Io(std::io::Error::other(e)));
         }
         () = shutdown => {}
     }
@@ -152,7 +184,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Drops events older than the retention age, checking ten times per age, at least each minute.
+/// Drops events older than the retention age, checking ten times per age, at least each minute;
+/// and forgets the publish-rate state of quiet principals.
 async fn expire_periodically(hub: Arc<Hub>) {
     let period = (hub.config.retention.max_age_s / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     let mut tick = tokio::time::interval(period);
@@ -161,5 +194,100 @@ async fn expire_periodically(hub: Arc<Hub>) {
         if let Err(e) = hub.log.expire().await {
             tracing::warn!(error = %e, "retention by age failed");
         }
+        if let Some(rate) = &hub.publish_rate {
+            rate.forget_idle();
+        }
     }
+}
+
+/// Accepts connections until `stop` is cancelled, then lets open ones finish; returns when all
+/// are gone. Aborting it drops every connection still open (the force phase of the drain).
+async fn accept_loop(listener: TcpListener, app: axum::Router, limits: config::Limits, stop: CancellationToken) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout_ms)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            // Reap finished connections as we go, so the set holds only open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = stop.cancelled() => break,
+        };
+        let conn = connection(&builder, stream, remote, app.clone(), limits.header_read_timeout_ms, &graceful);
+        connections.spawn(conn);
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection. A connection that sends no complete request head within `head_timeout`
+/// is dropped: hyper's own HTTP/1.1 header timeout starts only once the protocol is known, and
+/// HTTP/2 has none, so this covers a client that stalls before or while saying which.
+fn connection(
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    app: axum::Router,
+    head_timeout: Duration,
+    graceful: &GracefulShutdown,
+) -> impl Future<Output = ()> + Send + 'static {
+    let first_request = Arc::new(AtomicBool::new(false));
+    let seen = first_request.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
+        // What axum's `into_make_service_with_connect_info` would have inserted.
+        request.extensions_mut().insert(ConnectInfo(remote));
+        app.clone().oneshot(request.map(axum::body::Body::new))
+    });
+    let builder = builder.clone();
+    let watcher = graceful.watcher();
+    async move {
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = watcher.watch(conn.into_owned());
+        tokio::pin!(conn);
+        tokio::select! {
+            result = &mut conn => return log_connection_end(result),
+            () = tokio::time::sleep(head_timeout) => {}
+        }
+        if !first_request.load(Ordering::Relaxed) {
+            tracing::debug!(%remote, "closed a connection that sent no request head in time");
+            return;
+        }
+        log_connection_end(conn.await);
+    }
+}
+
+fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(e) = result {
+        // Resets, timeouts and malformed requests from clients: nothing for the operator.
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// After a failed accept: connection-level errors are the client's; others (out of file
+/// descriptors) are worth a log line and a pause before trying again.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -4,8 +4,16 @@
 //! new streams and cancels [`Lifecycle::streams`], so every open stream writes
 //! `event: herald.shutdown` and ends; *force* comes at `shutdown_timeout_s`, when whatever is left
 //! is dropped. [`Lifecycle::tracker`] counts open streams, so the node knows when they are all gone.
+//!
+//! Admission: [`Lifecycle::admit`] counts each new stream against `limits.max_clients` (one
+//! atomic) and, when `limits.max_clients_per_principal` is set, against its principal's count
+//! (a map under a mutex, held only for the increment). Both checks and their increments happen
+//! together, so concurrent openings can never overshoot either limit; [`Lifecycle::release`]
+//! undoes exactly what was counted.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{task_tracker::TaskTrackerToken, TaskTracker};
@@ -39,6 +47,30 @@ pub struct Lifecycle {
     streams: CancellationToken,
     tracker: TaskTracker,
     clients: AtomicUsize,
+    /// Open streams per principal, only while `max_clients_per_principal` is set; a principal
+    /// with none left has no entry.
+    per_principal: Mutex<HashMap<Arc<str>, usize>>,
+    /// Sources that must sync before `/ready` says ready (see [`crate::sources::Gates`]).
+    pub gates: crate::sources::Gates,
+}
+
+/// Why [`Lifecycle::admit`] refused a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `limits.max_clients` streams are open.
+    #[error("this node serves at most {0} streams")]
+    TooManyClients(usize),
+    /// The principal holds `limits.max_clients_per_principal` streams.
+    #[error("this principal may hold at most {0} streams")]
+    TooManyForPrincipal(usize),
+}
+
+/// An admitted stream's place: hand it back with [`Lifecycle::release`] when the stream ends.
+#[derive(Debug)]
+pub struct Admission {
+    _tracked: TaskTrackerToken,
+    /// The principal whose count includes this stream, if counted.
+    principal: Option<Arc<str>>,
 }
 
 impl Lifecycle {
@@ -73,23 +105,83 @@ impl Lifecycle {
         self.tracker.wait().await;
     }
 
-    /// Counts a new stream if fewer than `max` are open. The stream keeps the token while open
-    /// and calls [`Lifecycle::release`] when it ends.
-    pub fn admit(&self, max: usize) -> Option<TaskTrackerToken> {
+    /// Counts a new stream if fewer than `max` are open on the node and, unless `per_principal`
+    /// is 0, fewer than `per_principal` of `principal`'s. The stream keeps the admission while
+    /// open and hands it to [`Lifecycle::release`] when it ends.
+    ///
+    /// # Errors
+    /// [`Refusal`] says which limit was reached; nothing was counted.
+    pub fn admit(&self, max: usize, principal: &Arc<str>, per_principal: usize) -> Result<Admission, Refusal> {
         if self.clients.fetch_add(1, Ordering::AcqRel) >= max {
             self.clients.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            return Err(Refusal::TooManyClients(max));
         }
-        Some(self.tracker.token())
+        let principal = if per_principal == 0 {
+            None
+        } else {
+            let mut counts = self.per_principal.lock().unwrap_or_else(|e| e.into_inner());
+            let count = counts.entry(principal.clone()).or_insert(0);
+            if *count >= per_principal {
+                drop(counts);
+                self.clients.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refusal::TooManyForPrincipal(per_principal));
+            }
+            *count += 1;
+            Some(principal.clone())
+        };
+        Ok(Admission { _tracked: self.tracker.token(), principal })
     }
 
     /// Uncounts a stream admitted by [`Lifecycle::admit`].
-    pub fn release(&self) {
+    pub fn release(&self, admission: Admission) {
+        if let Some(principal) = &admission.principal {
+            let mut counts = self.per_principal.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = counts.get_mut(principal) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(principal);
+                }
+            }
+        }
         self.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Open streams of the principal with this limit key (counted only while
+    /// `max_clients_per_principal` is set).
+    pub fn principal_clients(&self, principal: &str) -> usize {
+        self.per_principal.lock().unwrap_or_else(|e| e.into_inner()).get(principal).copied().unwrap_or(0)
     }
 
     /// Open streams on this node.
     pub fn clients(&self) -> usize {
         self.clients.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_counts_globally_and_per_principal() {
+        let life = Lifecycle::default();
+        let (a, b): (Arc<str>, Arc<str>) = ("sub:a".into(), "sub:b".into());
+        let a1 = life.admit(3, &a, 2).unwrap();
+        let a2 = life.admit(3, &a, 2).unwrap();
+        assert_eq!(life.admit(3, &a, 2).unwrap_err(), Refusal::TooManyForPrincipal(2));
+        assert_eq!(life.clients(), 2, "a refusal counts nothing");
+        let b1 = life.admit(3, &b, 2).unwrap();
+        assert_eq!(life.admit(3, &b, 2).unwrap_err(), Refusal::TooManyClients(3));
+        assert_eq!(life.principal_clients(&b), 1);
+        life.release(a1);
+        assert_eq!(life.principal_clients(&a), 1);
+        life.admit(3, &a, 2).map(|x| life.release(x)).unwrap();
+        life.release(a2);
+        life.release(b1);
+        assert_eq!((life.clients(), life.per_principal.lock().unwrap().len()), (0, 0));
+        // Without a per-principal limit nothing is kept per principal.
+        let x = life.admit(3, &a, 0).unwrap();
+        assert_eq!(life.principal_clients(&a), 0);
+        life.release(x);
     }
 }

@@ -174,6 +174,50 @@ impl Pattern {
         }
         names.next().is_none()
     }
+
+    /// Whether some topic matches both this pattern and `other`.
+    ///
+    /// Authorisation uses it to refuse (403) a subscription that could never deliver anything
+    /// the subscriber may read. Segments are independent (a `*` or `**` can stand for any
+    /// literal), so two patterns overlap exactly when they agree position by position and
+    /// their lengths fit: a `**` absorbs the other's remaining segments, at least one of them.
+    pub fn intersects(&self, other: &Pattern) -> bool {
+        let (a, b) = (&*self.segments, &*other.segments);
+        for i in 0.. {
+            match (a.get(i), b.get(i)) {
+                (None, None) => return true,
+                // One pattern ends where the other still needs at least one more segment
+                // (a trailing `**` needs one too).
+                (None, Some(_)) | (Some(_), None) => return false,
+                (Some(Segment::Rest), Some(_)) | (Some(_), Some(Segment::Rest)) => return true,
+                (Some(Segment::Literal(x)), Some(Segment::Literal(y))) if x != y => return false,
+                (Some(_), Some(_)) => {}
+            }
+        }
+        unreachable!("the loop returns once either pattern ends")
+    }
+
+    /// Whether every topic that `other` matches also matches this pattern.
+    ///
+    /// When the claims' patterns cover each pattern of a subscription, its events need no
+    /// per-event check against the claims.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        let (wide, narrow) = (&*self.segments, &*other.segments);
+        for i in 0.. {
+            match (wide.get(i), narrow.get(i)) {
+                (None, None) => return true,
+                (None, Some(_)) | (Some(_), None) => return false,
+                // `**` takes any one-or-more tail, and the narrow pattern has at least one.
+                (Some(Segment::Rest), Some(_)) => return true,
+                // The narrow side allows tails of any length, the wide side a fixed one.
+                (Some(_), Some(Segment::Rest)) => return false,
+                (Some(Segment::One), Some(_)) => {}
+                (Some(Segment::Literal(x)), Some(Segment::Literal(y))) if x == y => {}
+                (Some(Segment::Literal(_)), Some(_)) => return false,
+            }
+        }
+        unreachable!("the loop returns once either pattern ends")
+    }
 }
 
 impl FromStr for Pattern {
@@ -255,6 +299,121 @@ mod tests {
         for (pattern, topic, want) in table {
             let got = Pattern::new(pattern).unwrap().matches(&t(topic));
             assert_eq!(got, *want, "{pattern} vs {topic}");
+        }
+    }
+
+    fn p(s: &str) -> Pattern {
+        Pattern::new(s).unwrap()
+    }
+
+    #[test]
+    fn intersection_table() {
+        // (a, b, some topic matches both); checked both ways round.
+        let table: &[(&str, &str, bool)] = &[
+            ("a", "a", true),
+            ("a", "b", false),
+            ("a", "*", true),
+            ("a", "**", true),
+            ("a/b", "*", false),
+            ("a/b", "**", true),
+            ("a/b", "a/*", true),
+            ("a/b", "*/b", true),
+            ("a/b", "*/c", false),
+            ("a/b", "a/**", true),
+            ("a", "a/**", false),
+            ("a/**", "a/**", true),
+            ("a/**", "b/**", false),
+            ("a/**", "*/x", true),
+            ("a/**", "*", false),
+            ("a/**", "**", true),
+            ("**", "**", true),
+            ("*", "**", true),
+            ("*/*", "a/**", true),
+            ("*/*", "*", false),
+            ("*/*/c", "a/**", true),
+            ("*/*/c", "a/b/d", false),
+            ("*/*/c", "a/b/c/d", false),
+            ("a/*/c", "*/b/*", true),
+            ("a/*/c", "*/b/*/d", false),
+            ("a/*/**", "a/b", false),
+            ("a/*/**", "a/b/c", true),
+            ("a/*/**", "*/b/**", true),
+            ("a/b/**", "a/c/**", false),
+            ("items/A01", "items/A02", false),
+            ("x/y/z", "x/**", true),
+            ("x/y/z", "x/y/z/**", false),
+        ];
+        for (a, b, want) in table {
+            assert_eq!(p(a).intersects(&p(b)), *want, "{a} ∩ {b}");
+            assert_eq!(p(b).intersects(&p(a)), *want, "{b} ∩ {a}");
+        }
+    }
+
+    #[test]
+    fn coverage_table() {
+        // (wide, narrow, every topic of narrow matches wide)
+        let table: &[(&str, &str, bool)] = &[
+            ("a", "a", true),
+            ("a", "b", false),
+            ("*", "a", true),
+            ("a", "*", false),
+            ("**", "a", true),
+            ("**", "a/b/**", true),
+            ("**", "*", true),
+            ("**", "**", true),
+            ("*", "**", false),
+            ("a/**", "a/b", true),
+            ("a/**", "a/*/c", true),
+            ("a/**", "a/**", true),
+            ("a/**", "a", false),
+            ("a/**", "b/c", false),
+            ("a/**", "*/c", false),
+            ("a/*", "a/**", false),
+            ("a/*", "a/b", true),
+            ("a/*", "a/b/c", false),
+            ("*/*", "a/*", true),
+            ("a/*", "*/*", false),
+            ("a/*/**", "a/b/**", true),
+            ("a/*/**", "a/**", false),
+            ("a/b/**", "a/*/**", false),
+        ];
+        for (wide, narrow, want) in table {
+            assert_eq!(p(wide).covers(&p(narrow)), *want, "{wide} ⊇ {narrow}");
+        }
+    }
+
+    #[test]
+    fn intersection_and_coverage_agree_with_matching() {
+        // Every pattern of up to three segments over {a, b, *, **}, against every topic of up to
+        // four segments over {a, b, c}: enough for a `**` to show a tail of one and of two, and
+        // for `*` to meet a literal no pattern names. The algebra must agree with brute force.
+        fn all(alphabet: &[&str], max_len: usize) -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            let mut layer = vec![String::new()];
+            for _ in 0..max_len {
+                layer = layer
+                    .iter()
+                    .flat_map(|prefix| {
+                        alphabet
+                            .iter()
+                            .map(move |s| if prefix.is_empty() { s.to_string() } else { format!("{prefix}/{s}") })
+                    })
+                    .collect();
+                out.extend(layer.iter().cloned());
+            }
+            out
+        }
+        let patterns: Vec<Pattern> =
+            all(&["a", "b", "*", "**"], 3).iter().filter_map(|s| Pattern::new(s).ok()).collect();
+        let topics: Vec<Topic> = all(&["a", "b", "c"], 4).iter().map(|s| t(s)).collect();
+        assert!(patterns.len() > 50 && topics.len() == 120);
+        for a in &patterns {
+            for b in &patterns {
+                let brute_common = topics.iter().any(|t| a.matches(t) && b.matches(t));
+                assert_eq!(a.intersects(b), brute_common, "{a} ∩ {b}");
+                let brute_cover = topics.iter().all(|t| !b.matches(t) || a.matches(t));
+                assert_eq!(a.covers(b), brute_cover, "{a} ⊇ {b}");
+            }
         }
     }
 }

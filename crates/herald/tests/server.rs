@@ -331,9 +331,13 @@ async fn heartbeats_are_comments_after_the_configured_silence() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeats_can_be_events() {
-    let server =
-        start(Config { heartbeat_style: HeartbeatStyle::Event, heartbeat_s: Duration::from_secs(50), ..config() })
-            .await;
+    let server = start(Config {
+        heartbeat_style: HeartbeatStyle::Event,
+        heartbeat_s: Duration::from_secs(50),
+        storage: Storage::Memory,
+        ..config()
+    })
+    .await;
     let mut s = open(server.addr, "topic=a", &[]).await.patience(Duration::from_secs(3600));
     let m = s.next_event().await;
     assert_eq!((m.id, m.kind.as_str(), m.data.as_str()), (None, "heartbeat", "{}"));

@@ -11,15 +11,21 @@
 //! 4. Live events from the queue. Anything at or below the cursor (the last log position the
 //!    stream covered in steps 2–3) is skipped, so the seam has neither a gap nor a duplicate.
 //!
-//! The stream ends with `herald.shutdown` when the node drains, and without a word when it fell
-//! behind its queue (the client resumes from its last id). A heartbeat is written after
-//! `heartbeat_s` of silence.
+//! The stream ends with `herald.shutdown` when the node drains, with `herald.expired` when its
+//! token's `exp` (plus the leeway) passes, checked before every step and raced in the live wait,
+//! and without a word when it fell behind its queue (the client resumes from its last id). A
+//! heartbeat is written after `heartbeat_s` of silence.
+//!
+//! Authorisation: a subscription none of whose patterns can meet the token's subscribe claims
+//! is refused with 403; otherwise every event of every step is checked against the stream's
+//! [`Filter`] (the router applies it in live fan-out, this module in replay and snapshot).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -28,17 +34,18 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
-use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::ApiError;
+use crate::auth::{Access, Filter};
 use crate::config::HeartbeatStyle;
 use crate::event::{Event, EventId, RESERVED_PREFIX};
 use crate::hub::{any_matches, Origin, Subscription};
 use crate::log::Resume;
 use crate::server::Hub;
+use crate::shutdown::{Admission, Refusal};
 use crate::sse;
 use crate::telemetry::Disconnect;
-use crate::topic::Pattern;
+use crate::topic::{Pattern, Topic};
 
 /// Events read from the log per replay step.
 const REPLAY_CHUNK: usize = 1024;
@@ -47,7 +54,7 @@ const COALESCE: usize = 64;
 
 /// Where a stream starts, from `lastEventID` / `Last-Event-ID`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
+pub enum Start {
     /// No id: live (after the snapshot, if asked).
     Live,
     /// `earliest`: everything retained.
@@ -58,16 +65,24 @@ enum Start {
     Foreign,
 }
 
-/// What the query string asked for.
+/// What the query string of a `GET /events` asked for.
 #[derive(Debug)]
-struct Query {
-    patterns: Vec<Pattern>,
-    last_id: Option<String>,
-    snapshot: bool,
-    envelope: bool,
+pub struct Query {
+    /// The `topic` patterns, deduplicated; at least one.
+    pub patterns: Vec<Pattern>,
+    /// `lastEventID`, as given.
+    pub last_id: Option<String>,
+    /// `snapshot=true`.
+    pub snapshot: bool,
+    /// `envelope=true`.
+    pub envelope: bool,
 }
 
-fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
+/// Parses the raw query string of a `GET /events` (untrusted input; fuzzed).
+///
+/// # Errors
+/// 400 for a missing or malformed pattern or flag.
+pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
     let mut q = Query { patterns: Vec::new(), last_id: None, snapshot: false, envelope: false };
     let flag = |name: &str, value: &str| match value {
         "true" | "1" => Ok(true),
@@ -95,6 +110,13 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
     Ok(q)
 }
 
+/// Where a stream of `query` starts: its `lastEventID` wins over the `Last-Event-ID` header
+/// (untrusted input; fuzzed). A header that is not text counts as an id that is not ours.
+pub fn start_of(query: &Query, header: Option<&HeaderValue>) -> Start {
+    let header_id = header.map(|v| v.to_str().unwrap_or("\u{0}"));
+    parse_start(query.last_id.as_deref().or(header_id))
+}
+
 fn parse_start(last_id: Option<&str>) -> Start {
     match last_id {
         None | Some("") => Start::Live,
@@ -106,31 +128,36 @@ fn parse_start(last_id: Option<&str>) -> Start {
 /// Handles `GET /events`.
 ///
 /// # Errors
-/// 400 for a missing or malformed pattern or query; 503 with `Retry-After` while draining or at
-/// `limits.max_clients`.
+/// 400 for a missing or malformed pattern or query; 401 without a valid token; 403 when the
+/// token allows none of the patterns' topics; 503 with `Retry-After` while draining or at
+/// `limits.max_clients` or `limits.max_clients_per_principal`.
 pub async fn subscribe(
     State(hub): State<Arc<Hub>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    access: Access,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = parse_query(raw.as_deref())?;
-    let header_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("\u{0}"));
-    let start = parse_start(query.last_id.as_deref().or(header_id));
+    let filter = access.subscription_filter(&query.patterns)?;
+    let start = start_of(&query, headers.get("last-event-id"));
 
     if hub.lifecycle.phase() == crate::shutdown::Phase::Draining {
         return Err(ApiError::unavailable("draining", "the node is shutting down; reconnect elsewhere", 1));
     }
-    let Some(token) = hub.lifecycle.admit(hub.config.limits.max_clients) else {
-        return Err(ApiError::unavailable(
-            "too_many_clients",
-            format!("this node serves at most {} streams", hub.config.limits.max_clients),
-            5,
-        ));
+    let limits = &hub.config.limits;
+    let admission = match hub.lifecycle.admit(limits.max_clients, &access.limit_key, limits.max_clients_per_principal) {
+        Ok(admission) => admission,
+        Err(refusal @ Refusal::TooManyClients(_)) => {
+            return Err(ApiError::unavailable("too_many_clients", refusal.to_string(), 5))
+        }
+        Err(refusal @ Refusal::TooManyForPrincipal(_)) => {
+            return Err(ApiError::unavailable("too_many_streams_for_principal", refusal.to_string(), 5))
+        }
     };
     hub.metrics.clients_connected.increment(1.0);
-    let origin = Origin { principal: "anonymous".into(), remote: Some(remote) };
-    let stream = EventStream::new(hub, query, start, origin, token);
+    let origin = Origin { principal: access.principal.clone(), remote: Some(remote) };
+    let stream = EventStream::new(hub, query, start, origin, Allowance { filter, expires: access.expires }, admission);
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
         let frame = s.next_frame().await?;
         Some((Ok::<_, std::convert::Infallible>(frame), s))
@@ -152,9 +179,17 @@ enum Step {
     Done,
 }
 
+/// What the stream's token allows it, fixed when it opens.
+struct Allowance {
+    filter: Filter,
+    expires: Option<SystemTime>,
+}
+
 struct EventStream {
     hub: Arc<Hub>,
     patterns: Vec<Pattern>,
+    /// What the token lets this stream receive, on top of its patterns.
+    filter: Filter,
     origin: Origin,
     start: Start,
     snapshot: bool,
@@ -171,18 +206,36 @@ struct EventStream {
     last_write: Instant,
     heartbeat: Pin<Box<Sleep>>,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires when the token expires; `None` for a token without `exp` (or open mode).
+    expiry: Option<Pin<Box<Sleep>>>,
     reason: Disconnect,
-    _tracked: TaskTrackerToken,
+    /// The stream's place in the node's (and its principal's) count; handed back on drop.
+    admission: Option<Admission>,
 }
 
 impl EventStream {
-    fn new(hub: Arc<Hub>, query: Query, start: Start, origin: Origin, tracked: TaskTrackerToken) -> Self {
+    fn new(
+        hub: Arc<Hub>,
+        query: Query,
+        start: Start,
+        origin: Origin,
+        allowance: Allowance,
+        admission: Admission,
+    ) -> Self {
         let now = Instant::now();
+        // `exp` is wall-clock time; the stream waits on the monotonic clock for what is left of
+        // it now (already past: at once; too far to represent: never).
+        let expiry = allowance.expires.and_then(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            now.checked_add(left).map(|deadline| Box::pin(tokio::time::sleep_until(deadline)))
+        });
         Self {
             heartbeat: Box::pin(tokio::time::sleep_until(now + hub.config.heartbeat_s)),
             stopping: Box::pin(hub.lifecycle.streams().clone().cancelled_owned()),
+            expiry,
             hub,
             patterns: query.patterns,
+            filter: allowance.filter,
             origin,
             start,
             snapshot: query.snapshot,
@@ -194,8 +247,18 @@ impl EventStream {
             sent_early: 0,
             last_write: now,
             reason: Disconnect::Client,
-            _tracked: tracked,
+            admission: Some(admission),
         }
+    }
+
+    /// Whether the token's expiry has passed.
+    fn expired(&self) -> bool {
+        self.expiry.as_ref().is_some_and(|sleep| Instant::now() >= sleep.deadline())
+    }
+
+    /// Whether an event on `topic` may go on this stream (its patterns matched already).
+    fn allowed(&self, topic: &Topic) -> bool {
+        self.filter.allows(topic)
     }
 
     /// The next bytes to write, or `None` when the stream is over.
@@ -207,6 +270,10 @@ impl EventStream {
             }
             if self.step != Step::Done && self.hub.lifecycle.streams().is_cancelled() {
                 self.finish(Disconnect::Shutdown);
+                continue;
+            }
+            if self.step != Step::Done && self.expired() {
+                self.finish(Disconnect::Expired);
                 continue;
             }
             let result = match self.step {
@@ -255,8 +322,10 @@ impl EventStream {
     }
 
     fn finish(&mut self, reason: Disconnect) {
-        if reason == Disconnect::Shutdown {
-            self.control("herald.shutdown", "{}");
+        match reason {
+            Disconnect::Shutdown => self.control("herald.shutdown", "{}"),
+            Disconnect::Expired => self.control("herald.expired", "{}"),
+            Disconnect::Client | Disconnect::Lagged | Disconnect::Error => {}
         }
         self.reason = reason;
         self.step = Step::Done;
@@ -264,7 +333,8 @@ impl EventStream {
     }
 
     fn register(&mut self) {
-        let sub = self.hub.router.subscribe(self.patterns.clone(), self.origin.clone());
+        let sub =
+            self.hub.router.subscribe_filtered(self.patterns.clone(), self.origin.clone(), self.filter.allow_list());
         sub.shared().sent.fetch_add(self.sent_early, Ordering::Relaxed);
         self.sent_early = 0;
         self.sub = Some(sub);
@@ -319,7 +389,7 @@ impl EventStream {
         let mut sent = 0;
         for event in chunk {
             self.cursor = Some(event.id);
-            if any_matches(&self.patterns, &event.topic) {
+            if any_matches(&self.patterns, &event.topic) && self.allowed(&event.topic) {
                 self.pending.push_back(self.frame_of(&event));
                 sent += 1;
             }
@@ -343,9 +413,12 @@ impl EventStream {
     async fn take_snapshot(&mut self) -> Result<(), crate::log::Error> {
         self.register();
         let snapshot = self.hub.log.snapshot(&self.patterns).await?;
-        let n = snapshot.events.len() as u64;
+        let mut n = 0;
         for event in &snapshot.events {
-            self.pending.push_back(self.frame_of(event));
+            if self.allowed(&event.topic) {
+                self.pending.push_back(self.frame_of(event));
+                n += 1;
+            }
         }
         self.count_sent(n);
         self.hub.metrics.events_delivered.increment(n);
@@ -359,6 +432,13 @@ impl EventStream {
         let Some(sub) = self.sub.as_mut() else {
             self.step = Step::Done;
             return;
+        };
+        let expiry = self.expiry.as_mut();
+        let expiry = async move {
+            match expiry {
+                Some(sleep) => sleep.await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             biased;
@@ -385,6 +465,7 @@ impl EventStream {
                 }
             },
             () = &mut self.stopping => self.finish(Disconnect::Shutdown),
+            () = expiry => self.finish(Disconnect::Expired),
             () = &mut self.heartbeat => {
                 let due = self.last_write + self.hub.config.heartbeat_s;
                 if Instant::now() >= due {
@@ -404,7 +485,9 @@ impl EventStream {
 impl Drop for EventStream {
     fn drop(&mut self) {
         self.sub = None;
-        self.hub.lifecycle.release();
+        if let Some(admission) = self.admission.take() {
+            self.hub.lifecycle.release(admission);
+        }
         self.hub.metrics.clients_connected.decrement(1.0);
         self.hub.metrics.disconnected(self.reason);
     }
@@ -413,6 +496,7 @@ impl Drop for EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn queries_are_validated() {
@@ -424,6 +508,46 @@ mod tests {
         assert_eq!(q.patterns.len(), 2);
         assert!(q.snapshot);
         assert_eq!(q.last_id.as_deref(), Some("1-2"));
+    }
+
+    /// A replay longer than one chunk, on a stream whose token expires while it is replaying.
+    #[tokio::test(start_paused = true)]
+    async fn replay_and_snapshot_steps_stop_at_the_expiry() {
+        let config = crate::Config { storage: crate::config::Storage::Memory, ..crate::Config::default() };
+        let hub = Hub::open(config).await.unwrap();
+        let data = serde_json::value::RawValue::from_string("1".into()).unwrap();
+        for _ in 0..3 {
+            let drafts = (0..REPLAY_CHUNK)
+                .map(|i| crate::event::Draft::new("r", None, &data, Some(&i.to_string()), false).unwrap())
+                .collect();
+            hub.publish(drafts).await.unwrap();
+        }
+        // (where from, snapshot, frames read before the expiry, most events that may go out)
+        let cases = [(Start::Earliest, false, 3, REPLAY_CHUNK), (Start::Live, true, 1, 0)];
+        for (start, snapshot, before, most) in cases {
+            let key: Arc<str> = "k".into();
+            let admission = hub.lifecycle.admit(10, &key, 0).unwrap();
+            let query = Query { patterns: vec!["r".parse().unwrap()], last_id: None, snapshot, envelope: false };
+            let origin = Origin { principal: key, remote: None };
+            let allowance =
+                Allowance { filter: Filter::None, expires: Some(SystemTime::now() + Duration::from_secs(60)) };
+            let mut stream = EventStream::new(hub.clone(), query, start, origin, allowance, admission);
+            let mut text = String::new();
+            // The first writes go out (in the snapshot case only `retry:`); then the token expires.
+            for _ in 0..before {
+                text.push_str(std::str::from_utf8(&stream.next_frame().await.unwrap()).unwrap());
+            }
+            tokio::time::advance(Duration::from_secs(61)).await;
+            while let Some(frame) = stream.next_frame().await {
+                text.push_str(std::str::from_utf8(&frame).unwrap());
+            }
+            let sent = text.matches("\nid: ").count();
+            assert!(text.ends_with("event: herald.expired\ndata: {}\n\n"), "{snapshot}: {text:.200}");
+            // What was read from the log before the expiry still goes out; nothing after it.
+            assert!(sent <= most, "snapshot={snapshot}: {sent} events after the expiry");
+            assert!(!text.contains("herald.synced"));
+            assert_eq!(stream.reason, Disconnect::Expired);
+        }
     }
 
     #[test]

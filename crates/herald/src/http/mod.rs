@@ -3,8 +3,15 @@
 //! - [`events`]: `GET /events`, the SSE stream.
 //! - [`publish`]: `POST /publish`.
 //! - [`ops`]: `/health`, `/ready`, `/metrics`, `/subscriptions`.
-//! - [`ui`]: the dashboard at `/` and the web components at `/ui/herald.js`.
+//! - [`argocd`]: Argo CD's `/api/v1/stream/applications` and `/api/v1/applications`.
+//! - [`cors`]: the CORS layer around all of them.
+//!
+//! Authentication is an extractor, [`Access`](crate::auth::Access): a handler that takes one is
+//! protected, one that does not is open. Open today: `/health`, `/ready`, `/metrics` and the
+//! static UI.
 
+pub mod argocd;
+pub mod cors;
 pub mod events;
 pub mod ops;
 pub mod publish;
@@ -28,13 +35,18 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/subscriptions", get(ops::subscriptions))
+        .route("/api/v1/applications", get(argocd::list))
+        .route("/api/v1/stream/applications", get(argocd::stream))
         .route("/", get(ui::dashboard))
         .route("/ui/{*path}", get(ui::asset))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
         })
-        .with_state(hub)
+        .with_state(hub.clone())
+        // Outermost, so that every answer (a 401 and a 404 included) carries the CORS headers
+        // a listed origin's page needs to read it.
+        .layer(axum::middleware::from_fn_with_state(cors::Cors::new(&hub.config.cors), cors::apply))
 }
 
 /// An error answer: always JSON `{"error": <code>, "detail": <text>}`.
@@ -61,6 +73,21 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
     }
 
+    /// 401: no valid token; answered with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// 403: the token does not allow this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", detail) }
+    }
+
     /// 503 with `Retry-After`.
     pub fn unavailable(error: &'static str, detail: impl Into<String>, retry_after: u64) -> Self {
         Self { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error, detail) }
@@ -78,6 +105,11 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"herald\""));
         }
         response
     }

@@ -1,4 +1,7 @@
 //! Operations endpoints: liveness, readiness, metrics and the list of open streams (SPEC §8).
+//!
+//! `/health`, `/ready` and `/metrics` are open, for probes and scrapers; `/subscriptions` names
+//! principals and addresses, so it needs the admin role once authentication is configured.
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -9,6 +12,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::ApiError;
+use crate::auth::{self, Access};
 use crate::server::Hub;
 use crate::shutdown::Phase;
 
@@ -19,9 +24,18 @@ pub async fn health() -> Json<Value> {
 
 /// `GET /ready`: 200 `ready` with the number of open streams; 503 `starting` or `draining`.
 pub async fn ready(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
-    let phase = hub.lifecycle.phase();
+    let mut phase = hub.lifecycle.phase();
+    // A source that has not completed its first list keeps the node `starting`.
+    let waiting = hub.lifecycle.gates.waiting();
+    if phase == Phase::Ready && !waiting.is_empty() {
+        phase = Phase::Starting;
+    }
     let status = if phase == Phase::Ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": phase.as_str(), "clients": hub.lifecycle.clients() })))
+    let mut body = json!({ "status": phase.as_str(), "clients": hub.lifecycle.clients() });
+    if !waiting.is_empty() {
+        body["waiting_for"] = json!(waiting);
+    }
+    (status, Json(body))
 }
 
 /// `GET /metrics`: Prometheus text.
@@ -31,7 +45,11 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
 }
 
 /// `GET /subscriptions`: every open stream on this node.
-pub async fn subscriptions(State(hub): State<Arc<Hub>>) -> Json<Value> {
+///
+/// # Errors
+/// 401 without a valid token; 403 for a token without the admin role.
+pub async fn subscriptions(State(hub): State<Arc<Hub>>, access: Access) -> Result<Json<Value>, ApiError> {
+    auth::require_admin(&access)?;
     let list: Vec<Value> = hub
         .router
         .list()
@@ -50,5 +68,5 @@ pub async fn subscriptions(State(hub): State<Arc<Hub>>) -> Json<Value> {
             })
         })
         .collect();
-    Json(Value::Array(list))
+    Ok(Json(Value::Array(list)))
 }

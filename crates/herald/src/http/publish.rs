@@ -1,6 +1,9 @@
 //! `POST /publish` (SPEC §5): JSON (one object or an all-or-nothing array) or a form.
 //!
-//! Every item is validated before anything is appended, so a rejected request changes nothing.
+//! Every item is validated, and checked against the token's publish claims, before anything is
+//! appended, so a rejected request (400, 403, 413, 415, 429) changes nothing.
+//!
+//! [`parse_body`] is the parser of untrusted bodies on its own, for the fuzz target.
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::ApiError;
+use crate::auth::Access;
 use crate::event::Draft;
 use crate::server::Hub;
 
@@ -39,9 +43,28 @@ impl Item {
 /// Handles `POST /publish`.
 ///
 /// # Errors
-/// 400 for a malformed body, topic, type or key; 413 over `max_body_bytes`; 415 for a content
-/// type other than JSON or a form.
-pub async fn publish(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+/// 400 for a malformed body, topic, type or key; 401 without a valid token; 403 when an event's
+/// topic is outside the token's publish claims; 413 over `max_body_bytes`; 415 for a content
+/// type other than JSON or a form; 429 over the principal's publish rate.
+pub async fn publish(
+    State(hub): State<Arc<Hub>>,
+    access: Access,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(rate) = &hub.publish_rate {
+        if let Err(wait) = rate.check(&access.limit_key) {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(ApiError::too_many_requests(
+                format!(
+                    "over limits.publish_rate_per_s ({}/s) for this principal",
+                    hub.config.limits.publish_rate_per_s
+                ),
+                secs.max(1),
+            ));
+        }
+    }
     let max = hub.config.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -60,24 +83,36 @@ pub async fn publish(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Body
         Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
         Err(e) => return Err(ApiError::bad_request(format!("could not read the body: {e}"))),
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    let drafts = match content_type.as_deref() {
-        Some("application/json") | None => parse_json(&bytes)?,
-        Some("application/x-www-form-urlencoded") => vec![parse_form(&bytes)?],
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("content type {other:?}: send application/json or application/x-www-form-urlencoded"),
-            ))
-        }
-    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let drafts = parse_body(content_type, &bytes)?;
+    if let Some(denied) = drafts.iter().find(|d| !access.may_publish(&d.topic)) {
+        return Err(ApiError::forbidden(format!(
+            "the token does not allow publishing to {:?}; nothing was published",
+            denied.topic.as_str()
+        )));
+    }
     let events = hub.publish(drafts).await?;
     let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
     Ok(Json(json!({ "ids": ids })))
+}
+
+/// Parses a publish body of `content_type` (the header's value; `None` is JSON) into validated
+/// drafts.
+///
+/// # Errors
+/// 400 for a malformed body, topic, type or key; 415 for a content type other than JSON or a
+/// form.
+pub fn parse_body(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Draft>, ApiError> {
+    let content_type = content_type.map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    match content_type.as_deref() {
+        Some("application/json") | None => parse_json(bytes),
+        Some("application/x-www-form-urlencoded") => Ok(vec![parse_form(bytes)?]),
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content type {other:?}: send application/json or application/x-www-form-urlencoded"),
+        )),
+    }
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Vec<Draft>, ApiError> {

@@ -80,9 +80,24 @@ pub async fn request(
     content_type: Option<&str>,
     body: impl Into<Bytes>,
 ) -> (StatusCode, HeaderMap, Bytes) {
+    let headers: &[(&str, &str)] = match content_type {
+        Some(ct) => &[("content-type", ct)],
+        None => &[],
+    };
+    request_with(addr, method, path, headers, body).await
+}
+
+/// [`request`] with any request headers.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (StatusCode, HeaderMap, Bytes) {
     let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}"));
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     let response = client().request(req.body(Full::new(body.into())).unwrap()).await.unwrap();
     let status = response.status();
