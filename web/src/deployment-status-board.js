@@ -52,6 +52,8 @@ function application(key, topic, data) {
     operationPhase: text(d.operationPhase),
     message: text(d.message),
     lastSync: text(d.lastSync),
+    // Set by `herald serve --demo` on its simulated applications: they must never pass for real.
+    demo: d.demo === true,
   };
 }
 
@@ -231,6 +233,12 @@ export class DeploymentStatusBoard extends LitElement {
         </span>
         ${this.#summary(apps, visible)}
       </div>
+      ${apps.some((a) => a.demo)
+        ? html`<p class="banner demo" role="note">
+            <strong>Demo data.</strong> Cards marked “Simulated” come from
+            <code>herald serve --demo</code>, not from a cluster.
+          </p>`
+        : nothing}
       ${stale && apps.length
         ? html`<p class="banner">
             Not connected to the hub: the cards show the last state received and may be out of date.
@@ -308,6 +316,7 @@ export class DeploymentStatusBoard extends LitElement {
         <span class="badge tone-${s.tone}" data-sync=${a.syncStatus} title="Sync status"
           >${s.icon}<span class="visually-hidden">Sync: </span>${s.label}</span
         >
+        ${a.demo ? html`<span class="badge tone-info" data-demo title="Simulated by herald serve --demo">Simulated</span>` : nothing}
         ${op
           ? html`<span class="badge tone-${op.tone}" data-operation=${op.label} title="Last operation"
               >${op.icon}<span class="visually-hidden">Last operation: </span>${op.label}</span
@@ -410,6 +419,10 @@ export class DeploymentStatusBoard extends LitElement {
         border: 1px solid color-mix(in srgb, var(--_bad) 40%, transparent);
         background: color-mix(in srgb, var(--_bad) 8%, transparent);
         font-size: 0.875rem;
+      }
+      .banner.demo {
+        border-color: color-mix(in srgb, var(--_info) 40%, transparent);
+        background: color-mix(in srgb, var(--_info) 8%, transparent);
       }
       .cards {
         list-style: none;

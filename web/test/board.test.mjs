@@ -98,6 +98,27 @@ test('a published application appears as a card and updates without a reload; de
   await page.context().close();
 });
 
+test('herald serve --demo: simulated applications are labelled as such, real ones are not', async (t) => {
+  const herald = await withHerald(t, { args: ['--demo'] });
+  // A real application beside the simulated ones (the demo owns only its demo-* namespaces).
+  await herald.publish(argoApp('prod', 'web'));
+  const page = await openPage(browser);
+  await page.goto(herald.url);
+  const cards = await until(async () => {
+    const c = await cardsByKey(page);
+    return Object.keys(c).length >= 8 && c;
+  }, { what: 'the seven demo applications and the real one' });
+  const simulated = Object.values(cards).filter((c) => c.demo).map((c) => c.key).sort();
+  assert.equal(simulated.length, 7, JSON.stringify(cards));
+  assert.ok(simulated.every((k) => k.startsWith('demo-')), simulated.join());
+  assert.equal(cards['prod/web'].demo, false, 'a real application is not marked');
+  const banner = await page.locator('deployment-status-board').evaluate((b) => b.shadowRoot.querySelector('.banner.demo')?.textContent ?? '');
+  assert.match(banner, /Demo data/);
+  assert.match(banner, /herald serve --demo/);
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
 test('the board filters by name, project and namespace, and sorts', async (t) => {
   const herald = await withHerald(t);
   await herald.publish([

@@ -52,17 +52,18 @@ export class Herald {
   #exited = null;
   log = '';
 
-  constructor({ port, dataDir, env = {} }) {
+  constructor({ port, dataDir, env = {}, args = [] }) {
     this.port = port;
     this.dataDir = dataDir;
     this.env = env;
+    this.args = args;
     this.url = `http://127.0.0.1:${port}`;
   }
 
   /** Starts a herald on a fresh data directory and a free port, and waits until it is ready. */
-  static async start({ env = {} } = {}) {
+  static async start({ env = {}, args = [] } = {}) {
     const dataDir = await mkdtemp(join(tmpdir(), 'herald-web-test-'));
-    const herald = new Herald({ port: await freePort(), dataDir, env });
+    const herald = new Herald({ port: await freePort(), dataDir, env, args });
     await herald.start();
     return herald;
   }
@@ -74,7 +75,7 @@ export class Herald {
     }
     const child = spawn(
       HERALD_BIN,
-      ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir],
+      ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.args],
       { env: { ...process.env, RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.#child = child;
@@ -227,6 +228,7 @@ export async function boardCards(page, selector = 'deployment-status-board') {
       operation: card.querySelector('[data-operation]')?.dataset.operation ?? null,
       revision: card.querySelector('code').getAttribute('title'),
       message: card.querySelector('.message')?.textContent.trim() ?? '',
+      demo: card.querySelector('[data-demo]') !== null,
     })),
   );
 }
