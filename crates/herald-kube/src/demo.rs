@@ -289,12 +289,13 @@ pub fn task(
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, Error> {
     let resource = KubernetesSource::argocd(None).resource().map_err(Error::Config)?;
     let mut mirror = Mirror::new(hub, resource, outputs()?, None, "demo".to_owned());
+    // Said now, not from the task: the warning must come before the node says it listens.
+    tracing::warn!(
+        apps = APPS.len(),
+        "demo mode: publishing a SIMULATED Argo CD (namespaces demo-shop, demo-payments, demo-platform); \
+         nothing here comes from a cluster"
+    );
     Ok(async move {
-        tracing::warn!(
-            apps = APPS.len(),
-            "demo mode: publishing a SIMULATED Argo CD (namespaces demo-shop, demo-payments, demo-platform); \
-             nothing here comes from a cluster"
-        );
         let mut sim = Simulator::new(options.seed);
         let mut list = vec![Change::Relist];
         list.extend(sim.apps.iter().map(|a| Change::Listed(a.object.clone())));
