@@ -386,3 +386,71 @@ pub fn assert_exactly(got: &[String], expected: &[String], who: &str) {
         );
     }
 }
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, written as PEM files into `dir`:
+/// (cert path, key path, the certificate for clients to trust).
+pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, rustls::pki_types::CertificateDer<'static>) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key, made.cert.der().clone())
+}
+
+/// A TLS client that trusts only `root` and offers `alpn`.
+pub fn tls_connector(root: &rustls::pki_types::CertificateDer<'static>, alpn: &[&str]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// One TLS connection to `addr` (as `localhost`): the stream and the protocol ALPN chose.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> Result<(tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Option<String>), String> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let alpn = tls.get_ref().1.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+    Ok((tls, alpn))
+}
+
+/// One HTTP/2 connection over TLS (ALPN `h2` only): its request sender.
+pub async fn h2_connect(
+    addr: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> Result<hyper::client::conn::http2::SendRequest<Empty<Bytes>>, String> {
+    let (tls, alpn) = tls_connect(addr, connector).await?;
+    if alpn.as_deref() != Some("h2") {
+        return Err(format!("ALPN chose {alpn:?}, not h2"));
+    }
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// `GET https://localhost:PORT{path}` on an HTTP/2 connection: the response, if 200.
+pub async fn h2_get(
+    send: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    port: u16,
+    path: &str,
+) -> Result<hyper::Response<Incoming>, String> {
+    send.ready().await.map_err(|e| e.to_string())?;
+    let req = http::Request::get(format!("https://localhost:{port}{path}")).body(Empty::<Bytes>::new()).unwrap();
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != 200 {
+        return Err(format!("{path}: {}", resp.status()));
+    }
+    Ok(resp)
+}
