@@ -32,6 +32,10 @@ enum Command {
         /// Directory of the embedded store (overrides `data_dir`).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Cluster mode: Redis URL of the log shared by every node (overrides
+        /// `cluster.redis_url`), such as `redis://127.0.0.1:6379`.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         /// Also run a SIMULATED Argo CD (demo applications in namespaces demo-*, moving through
         /// deployments every few seconds), to try the board and the Argo CD API without a cluster.
         #[arg(long)]
@@ -123,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve { config, listen, data_dir, demo } => serve(config, listen, data_dir, demo).await,
+        Command::Serve { config, listen, data_dir, redis, demo } => serve(config, listen, data_dir, redis, demo).await,
         Command::Publish { url, topic, kind, key, tombstone, token, string, data } => {
             let data = if data == "-" {
                 let mut s = String::new();
@@ -171,6 +175,7 @@ async fn serve(
     config: Option<PathBuf>,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    redis: Option<String>,
     demo: bool,
 ) -> anyhow::Result<()> {
     let path = config.or_else(|| Some(PathBuf::from("herald.toml")).filter(|p| p.exists()));
@@ -180,6 +185,10 @@ async fn serve(
     }
     if let Some(dir) = data_dir {
         config.data_dir = dir;
+    }
+    if let Some(url) = redis {
+        config.cluster.redis_url = Some(herald::config::Secret::new(url));
+        config.validate()?;
     }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,

@@ -24,22 +24,31 @@ use serde::{Deserialize, Serialize};
 
 /// The sections of the file; an environment variable `HERALD_<SECTION>_<KEY>` sets
 /// `<section>.<key>`, any other `HERALD_<KEY>` a top-level key.
-const SECTIONS: &[&str] = &["retention", "limits", "auth", "cors"];
+const SECTIONS: &[&str] = &["retention", "limits", "auth", "cors", "cluster", "tls"];
 
 /// Keys whose environment value is always taken as a plain string, never as TOML: a secret
 /// such as `123456` or `"quoted"` must reach the server byte for byte.
-const RAW_STRING_KEYS: &[(&str, &str)] = &[("auth", "jwt_secret"), ("auth", "jwt_public_key")];
+const RAW_STRING_KEYS: &[(&str, &str)] = &[
+    ("auth", "jwt_secret"),
+    ("auth", "jwt_public_key"),
+    ("cluster", "redis_url"),
+    ("cluster", "key_prefix"),
+    ("tls", "cert"),
+    ("tls", "key"),
+];
 
 /// Everything `herald serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on (HTTP/1.1 and HTTP/2 prior knowledge).
+    /// Address to listen on (HTTP/1.1 and HTTP/2 prior knowledge; with `[tls]`, TLS with ALPN
+    /// `h2` and `http/1.1`).
     pub listen: SocketAddr,
-    /// Directory of the embedded store.
+    /// Directory of the embedded store (not used in cluster mode).
     pub data_dir: PathBuf,
     /// Where the event log lives: `embedded` (durable, under `data_dir`) or `memory` (lost on
-    /// restart; for tests and throwaway nodes).
+    /// restart; for tests and throwaway nodes). Ignored in cluster mode (`cluster.redis_url`),
+    /// where Redis is the log.
     pub storage: Storage,
     /// When `POST /publish` answers: `always` once the events are fsynced (concurrent publishers
     /// share one fsync), or `batched` at once, with an fsync at least every `flush_ms`.
@@ -74,6 +83,40 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Event sources inside the node: `[[sources.kubernetes]]` (see [`crate::sources`]).
     pub sources: crate::sources::Sources,
+    /// Cluster mode: Redis Streams as the log shared by every node (SPEC §10).
+    pub cluster: ClusterConfig,
+    /// TLS on the listener (SPEC §8): HTTP/2 and HTTP/1.1 chosen by ALPN.
+    pub tls: TlsConfig,
+}
+
+/// Cluster mode (SPEC §10): every node with the same Redis and key prefix shares one ordered log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]`: when set, a Redis Stream is the event log
+    /// (`storage`, `data_dir` and `durability` are not used; how durable an answered publish is
+    /// is Redis's own persistence setting). Redis 7 or later. Never logged: it may hold a
+    /// password.
+    pub redis_url: Option<Secret>,
+    /// The prefix of Herald's Redis keys (`{prefix}:events`, `{prefix}:state`); hubs with
+    /// different prefixes share a Redis without seeing each other's events.
+    pub key_prefix: String,
+}
+
+/// TLS on the listener. Set both or neither.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Path of the PEM certificate chain (the server's certificate first).
+    pub cert: Option<PathBuf>,
+    /// Path of the PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { redis_url: None, key_prefix: "herald".to_owned() }
+    }
 }
 
 /// How much history the log keeps (SPEC §3).
@@ -232,6 +275,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             cors: CorsConfig::default(),
             sources: crate::sources::Sources::default(),
+            cluster: ClusterConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -389,8 +434,36 @@ impl Config {
             }
         }
         self.sources.validate().map_err(|e| Error::Invalid(e.to_string()))?;
+        if let Some(url) = &self.cluster.redis_url {
+            check_redis_url(url.expose())?;
+        }
+        let prefix = &self.cluster.key_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+        {
+            return bad("cluster.key_prefix must be 1-64 printable ASCII characters without spaces or braces");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("set both tls.cert and tls.key, or neither");
+        }
         Ok(())
     }
+}
+
+/// Checks a `cluster.redis_url` without connecting; the message never repeats the URL, which may
+/// hold a password.
+fn check_redis_url(url: &str) -> Result<(), Error> {
+    if !(url.starts_with("redis://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
+        return Err(Error::Invalid(
+            "cluster.redis_url must be a redis:// URL (redis://[user:password@]host:port[/db]); \
+             rediss:// (TLS to Redis) is not supported"
+                .to_owned(),
+        ));
+    }
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| Error::Invalid(format!("cluster.redis_url is not a usable Redis URL: {e}")))
 }
 
 /// Whether `s` looks like a browser `Origin`: `scheme://host[:port]`, nothing after.
@@ -489,6 +562,27 @@ mod tests {
         assert!(err("[auth]\njwt_secret = \"a\"\njwt_public_key = \"b\"", &[]).contains("not both"));
         assert!(err("[cors]\nallowed_origins = [\"https://a.example/path\"]", &[]).contains("allowed_origins"));
         assert!(err("[auth]\nbogus = 1", &[]).contains("bogus"));
+    }
+
+    #[test]
+    fn cluster_and_tls_keys_come_from_file_and_environment_and_are_checked() {
+        let c = Config::from_toml_and_env(
+            "[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"",
+            env(&[("HERALD_CLUSTER_REDIS_URL", "redis://:pw@127.0.0.1:6390/0"), ("HERALD_CLUSTER_KEY_PREFIX", "hub1")]),
+        )
+        .unwrap();
+        assert_eq!(c.cluster.redis_url.as_ref().unwrap().expose(), "redis://:pw@127.0.0.1:6390/0");
+        assert_eq!(c.cluster.key_prefix, "hub1");
+        assert_eq!(c.tls.cert.as_deref(), Some(Path::new("/c.pem")));
+        assert!(!format!("{c:?}").contains(":pw@"), "the URL may hold a password");
+        let err = |e: &[(&str, &str)]| Config::from_toml_and_env("", env(e)).unwrap_err().to_string();
+        for bad in ["http://127.0.0.1:6379", "127.0.0.1:6379", "redis://:pw@host:notaport", "rediss://h:1"] {
+            let msg = err(&[("HERALD_CLUSTER_REDIS_URL", bad)]);
+            assert!(msg.contains("cluster.redis_url"), "{bad}: {msg}");
+            assert!(!msg.contains("pw@"), "{msg}");
+        }
+        assert!(err(&[("HERALD_CLUSTER_KEY_PREFIX", "a b")]).contains("key_prefix"));
+        assert!(err(&[("HERALD_TLS_CERT", "/c.pem")]).contains("tls.key"));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - [`event`]: events, their ids, and validated drafts of them.
 //! - [`sse`]: the wire format: encoder, and a decoder for clients and tests.
 //! - [`hub`]: the router: subscriptions in a pattern trie, fan-out, bounded queues.
-//! - [`log`]: the event log trait; the durable embedded store (redb) and an in-memory one.
+//! - [`log`]: the event log trait; the durable embedded store (redb), an in-memory one, and the
+//!   cluster log on Redis Streams.
 //! - [`state`]: keyed latest state and snapshots.
 //! - [`auth`]: JWTs, their claims, and what they allow (open mode without a key).
 //! - [`http`]: one module per endpoint group: events, publish, ops; the CORS layer.
@@ -18,7 +19,7 @@
 //! - [`limits`]: the per-principal publish rate limit.
 //! - [`sources`]: `[[sources.kubernetes]]` configuration, topic templates, readiness gates (the
 //!   watchers themselves are in the `herald-kube` crate).
-//! - [`server`]: the [`Hub`] that ties these together, and [`run`].
+//! - [`server`]: the [`Hub`] that ties these together, and [`run`] (the accept loop, TLS).
 //!
 //! # Examples
 //! ```no_run

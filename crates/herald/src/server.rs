@@ -3,8 +3,10 @@
 //! [`serve`] runs its own accept loop on hyper-util's auto (HTTP/1.1 + HTTP/2 prior knowledge)
 //! connection builder rather than `axum::serve`, for the settings that protect the request
 //! head: `limits.header_read_timeout_ms` (a connection that has not sent a complete request
-//! head by then is closed, including one still deciding between HTTP/1.1 and HTTP/2, and an
-//! idle kept-alive one) and `limits.max_header_bytes` (431 beyond it). Connections are watched
+//! head by then is closed, including one still deciding between HTTP/1.1 and HTTP/2, or still
+//! in its TLS handshake, and an idle kept-alive one) and `limits.max_header_bytes` (431 beyond
+//! it). With `[tls]` every connection is TLS (rustls), offering ALPN `h2` and `http/1.1`; the
+//! auto builder then reads which protocol the client speaks, as on plaintext. Connections are watched
 //! by a [`GracefulShutdown`], which lets in-flight requests finish when the node stops
 //! accepting; whatever is left at `shutdown_timeout_s` is dropped with the accept loop.
 
@@ -31,6 +33,7 @@ use crate::hub::Router;
 use crate::limits::PublishRate;
 use crate::log::embedded::{self, EmbeddedLog};
 use crate::log::memory::{MemoryLog, Retention};
+use crate::log::redis::{self as redis_log, RedisLog};
 use crate::log::{self, EventLog};
 use crate::shutdown::Lifecycle;
 use crate::telemetry::Metrics;
@@ -51,6 +54,8 @@ pub struct Hub {
     pub auth: Auth,
     /// The per-principal publish rate limit, when configured.
     pub publish_rate: Option<PublishRate>,
+    /// TLS settings built from `[tls]` at open, so that a bad certificate fails the start.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -64,17 +69,29 @@ impl Hub {
     ///
     /// # Errors
     /// [`Error::Log`] when the embedded store cannot be opened (a foreign or corrupted data
-    /// directory, a file in use by another process, a permission problem); [`Error::Auth`]
-    /// when the configured public key cannot be read or used.
+    /// directory, a file in use by another process, a permission problem) or, in cluster mode,
+    /// Redis cannot be reached; [`Error::Auth`] when the configured public key cannot be read
+    /// or used; [`Error::Tls`] when the certificate or key cannot be read or used.
     pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
         let auth = Auth::new(&config.auth)?;
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => Some(Arc::new(tls_config(cert, key)?)),
+            _ => None,
+        };
         let publish_rate = PublishRate::new(&config.limits);
         let metrics = Arc::new(Metrics::new());
         let router = Arc::new(Router::new(config.limits.stream_queue, metrics.clone()));
         let retention = Retention { max_events: config.retention.max_events, max_age: config.retention.max_age_s };
-        let log: Arc<dyn EventLog> = match config.storage {
-            Storage::Memory => Arc::new(MemoryLog::new(router.clone(), retention)),
-            Storage::Embedded => {
+        let lifecycle = Lifecycle::default();
+        let log: Arc<dyn EventLog> = match (&config.cluster.redis_url, config.storage) {
+            (Some(url), _) => {
+                // Closed while Redis is unreachable, so `/ready` sends traffic elsewhere.
+                let gate = lifecycle.gates.add("redis");
+                let prefix = &config.cluster.key_prefix;
+                Arc::new(RedisLog::open(url.expose(), prefix, router.clone(), retention, gate).await?)
+            }
+            (None, Storage::Memory) => Arc::new(MemoryLog::new(router.clone(), retention)),
+            (None, Storage::Embedded) => {
                 let durability = match config.durability {
                     config::Durability::Always => embedded::Durability::Always,
                     config::Durability::Batched => embedded::Durability::Batched { flush: config.flush_ms },
@@ -82,7 +99,7 @@ impl Hub {
                 Arc::new(EmbeddedLog::open(&config.data_dir, router.clone(), retention, durability).await?)
             }
         };
-        Ok(Arc::new(Self { config, router, log, metrics, lifecycle: Lifecycle::default(), auth, publish_rate }))
+        Ok(Arc::new(Self { config, router, log, metrics, lifecycle, auth, publish_rate, tls }))
     }
 
     /// Appends `drafts` as one batch and returns them as events with ids, once durable.
@@ -110,6 +127,34 @@ pub enum Error {
     /// Authentication could not be set up.
     #[error("{0}")]
     Auth(#[from] auth::Error),
+    /// The TLS certificate or key could not be read or used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A rustls server configuration from PEM files, offering ALPN `h2` then `http/1.1`.
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<rustls::ServerConfig, Error> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Tls(format!("cannot read the certificate chain {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!("{} holds no PEM certificate", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::Tls(format!("cannot read the private key {}: {e}", key.display())))?;
+    // The provider is named rather than taken from the process default, which is ambiguous
+    // when another dependency enables a second rustls provider.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(format!("the certificate and key cannot be used together: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Serves Herald on `listener` until `shutdown` resolves, then drains (see
@@ -138,7 +183,8 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let app = crate::http::router(hub.clone());
     let stop_accepting = CancellationToken::new();
-    let mut server = tokio::spawn(accept_loop(listener, app, hub.config.limits.clone(), stop_accepting.clone()));
+    let tls = hub.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let mut server = tokio::spawn(accept_loop(listener, app, hub.config.limits.clone(), tls, stop_accepting.clone()));
     let expiry = tokio::spawn(expire_periodically(hub.clone()));
     if hub.auth.is_open() {
         tracing::warn!(
@@ -148,11 +194,13 @@ pub async fn serve(
     }
 
     hub.lifecycle.set_ready();
-    let storage = match hub.config.storage {
-        Storage::Embedded => hub.config.data_dir.display().to_string(),
-        Storage::Memory => "memory".to_owned(),
+    let storage = match (&hub.config.cluster.redis_url, hub.config.storage) {
+        (Some(url), _) => format!("redis://{}", redis_log::redacted(url.expose())),
+        (None, Storage::Embedded) => hub.config.data_dir.display().to_string(),
+        (None, Storage::Memory) => "memory".to_owned(),
     };
-    tracing::info!(%addr, %storage, "herald listening");
+    let scheme = if hub.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, %storage, %scheme, "herald listening");
 
     tokio::select! {
         res = &mut server => {
@@ -202,7 +250,13 @@ async fn expire_periodically(hub: Arc<Hub>) {
 
 /// Accepts connections until `stop` is cancelled, then lets open ones finish; returns when all
 /// are gone. Aborting it drops every connection still open (the force phase of the drain).
-async fn accept_loop(listener: TcpListener, app: axum::Router, limits: config::Limits, stop: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: config::Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: CancellationToken,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -229,7 +283,8 @@ async fn accept_loop(listener: TcpListener, app: axum::Router, limits: config::L
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = stop.cancelled() => break,
         };
-        let conn = connection(&builder, stream, remote, app.clone(), limits.header_read_timeout_ms, &graceful);
+        let head_timeout = limits.header_read_timeout_ms;
+        let conn = connection(&builder, stream, tls.clone(), remote, app.clone(), head_timeout, &graceful);
         connections.spawn(conn);
     }
     drop(listener);
@@ -239,10 +294,13 @@ async fn accept_loop(listener: TcpListener, app: axum::Router, limits: config::L
 
 /// Serves one connection. A connection that sends no complete request head within `head_timeout`
 /// is dropped: hyper's own HTTP/1.1 header timeout starts only once the protocol is known, and
-/// HTTP/2 has none, so this covers a client that stalls before or while saying which.
+/// HTTP/2 has none, so this covers a client that stalls before or while saying which. With TLS
+/// the handshake runs here, in the connection's own task (a slow handshake never holds up the
+/// accept loop), and counts against the same `head_timeout`.
 fn connection(
     builder: &Arc<auto::Builder<TokioExecutor>>,
     stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     remote: SocketAddr,
     app: axum::Router,
     head_timeout: Duration,
@@ -259,19 +317,45 @@ fn connection(
     let builder = builder.clone();
     let watcher = graceful.watcher();
     async move {
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = watcher.watch(conn.into_owned());
-        tokio::pin!(conn);
-        tokio::select! {
-            result = &mut conn => return log_connection_end(result),
-            () = tokio::time::sleep(head_timeout) => {}
+        let deadline = tokio::time::Instant::now() + head_timeout;
+        let Some(acceptor) = tls else {
+            return serve_io(&builder, stream, service, watcher, deadline, &first_request, remote).await;
+        };
+        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_io(&builder, stream, service, watcher, deadline, &first_request, remote).await,
+            Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%remote, "closed a connection that did not finish its TLS handshake in time"),
         }
-        if !first_request.load(Ordering::Relaxed) {
-            tracing::debug!(%remote, "closed a connection that sent no request head in time");
-            return;
-        }
-        log_connection_end(conn.await);
     }
+}
+
+/// Serves HTTP on `io` (plain TCP or TLS), dropping it at `deadline` if no request head came.
+async fn serve_io<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    watcher: hyper_util::server::graceful::Watcher,
+    deadline: tokio::time::Instant,
+    first_request: &AtomicBool,
+    remote: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let conn = watcher.watch(conn.into_owned());
+    tokio::pin!(conn);
+    tokio::select! {
+        result = &mut conn => return log_connection_end(result),
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    if !first_request.load(Ordering::Relaxed) {
+        tracing::debug!(%remote, "closed a connection that sent no request head in time");
+        return;
+    }
+    log_connection_end(conn.await);
 }
 
 fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {

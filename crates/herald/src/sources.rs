@@ -387,7 +387,8 @@ pub struct Gates {
     gates: Mutex<Vec<Gate>>,
 }
 
-/// One source's readiness: closed until [`Gate::open`].
+/// One source's readiness: closed until [`Gate::open`]. A source gate stays open once opened;
+/// the cluster log's `redis` gate also closes again while Redis is unreachable.
 #[derive(Debug, Clone)]
 pub struct Gate {
     name: Arc<str>,
@@ -398,6 +399,11 @@ impl Gate {
     /// Marks the source synced.
     pub fn open(&self) {
         self.open.store(true, Ordering::Release);
+    }
+
+    /// Marks the dependency unavailable again (`/ready` answers 503 until it reopens).
+    pub fn close(&self) {
+        self.open.store(false, Ordering::Release);
     }
 
     /// Whether the source has synced.

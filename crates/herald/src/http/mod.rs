@@ -119,6 +119,7 @@ impl From<crate::log::Error> for ApiError {
     fn from(e: crate::log::Error) -> Self {
         match e {
             crate::log::Error::Closed => Self::unavailable("draining", "the node is shutting down", 1),
+            crate::log::Error::Unavailable(detail) => Self::unavailable("log_unavailable", detail, 1),
             other => Self::internal(other.to_string()),
         }
     }

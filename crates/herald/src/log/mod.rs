@@ -9,10 +9,12 @@
 //! - keeps the keyed state of SPEC §4 in step with the events.
 //!
 //! [`embedded::EmbeddedLog`] keeps them in one crash-safe file under the data directory;
-//! [`memory::MemoryLog`] keeps everything in memory; it loses everything on restart.
+//! [`memory::MemoryLog`] keeps everything in memory; it loses everything on restart;
+//! [`redis::RedisLog`] is the cluster log: one Redis Stream that every node appends to and tails.
 
 pub mod embedded;
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -50,6 +52,9 @@ pub enum Error {
     /// The storage failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The storage cannot be reached right now (cluster mode: Redis is down); try again.
+    #[error("the event log is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// An append-only, replayable event log. See the module docs for the contract.
