@@ -300,6 +300,30 @@ fn small_bench_runs_complete_and_report() {
     assert!(publish["events_per_s"].as_f64().unwrap() > 0.0);
     let replay = run(&["replay", "--events", "500"]);
     assert_eq!((replay["scenario"].as_str(), replay["events"].as_u64()), (Some("replay"), Some(500)));
+
+    // The stream scenarios, tiny: they complete, and their counts add up (no timing checked).
+    let idle = run(&["idle", "--subscribers", "20", "--hold-s", "0"]);
+    assert_eq!((idle["scenario"].as_str(), idle["streams"].as_u64()), (Some("idle"), Some(20)));
+    assert_eq!(idle["open_at_measurement"].as_u64(), Some(20), "{idle}");
+    assert!(idle["rss_after_bytes"].as_u64().unwrap() > 0, "{idle}");
+    let fanout = run(&["fanout", "--subscribers", "10", "--events", "50", "--rate", "500", "--source-ips", "2"]);
+    assert_eq!(fanout["scenario"].as_str(), Some("fanout"));
+    assert_eq!(fanout["expected_deliveries"].as_u64(), Some(500), "{fanout}");
+    assert_eq!(fanout["deliveries"].as_u64(), Some(500), "every subscriber received every event: {fanout}");
+    assert_eq!(fanout["complete_subscribers"].as_u64(), Some(10), "{fanout}");
+    assert_eq!(fanout["all_delivered"].as_bool(), Some(true), "{fanout}");
+    assert!(fanout["latency_p50_ms"].as_f64().unwrap() <= fanout["latency_p999_ms"].as_f64().unwrap());
+    // One node in CI: publish and subscribe URLs are the same (the single-node baseline).
+    let out = Command::new(BIN)
+        .args(["bench", "cluster", "--subscribers", "3", "--events", "20", "--rate", "200", "--timeout-s", "60"])
+        .args(["--publish-url", &node.url(), "--subscribe-url", &node.url()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cluster: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((cluster["scenario"].as_str(), cluster["same_node"].as_bool()), (Some("cluster"), Some(true)));
+    assert_eq!(cluster["deliveries"].as_u64(), Some(60), "{cluster}");
+    assert_eq!(cluster["all_delivered"].as_bool(), Some(true), "{cluster}");
 }
 
 /// A `herald serve` whose whole log (at `RUST_LOG=trace`) is kept for inspection.

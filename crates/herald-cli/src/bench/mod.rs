@@ -2,6 +2,10 @@
 //!
 //! Every scenario is bounded in event count and in time, talks only to the URL it is given
 //! (loopback in every documented run), and prints one JSON line of results.
+//!
+//! - `publish`, `replay`: through `herald-client`, against Herald.
+//! - `idle`, `fanout`, `cluster` ([`load`]): many raw SSE readers ([`stream`]) against Herald or
+//!   nginx + nchan (`--target`), the server's memory read from `/proc` ([`process`]).
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +14,10 @@ use clap::{Args, Subcommand};
 use herald_client::{Client, Publish, SubscribeOptions};
 use serde_json::json;
 
+mod load;
+mod process;
+mod stream;
+
 /// The scenarios.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Scenario {
@@ -17,6 +25,13 @@ pub(crate) enum Scenario {
     Publish(PublishArgs),
     /// Replay catch-up: publish `events`, then time one stream that resumes from before them.
     Replay(ReplayArgs),
+    /// Idle streams: open `subscribers` streams, hold them, report the server's memory per stream.
+    Idle(load::IdleArgs),
+    /// Fan-out: `subscribers` streams on one topic, `events` published at `rate`; deliveries/s
+    /// and publish → receive latency.
+    Fanout(load::FanoutArgs),
+    /// Cross-node latency: publish on `--publish-url`, receive on `--subscribe-url`.
+    Cluster(load::ClusterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +76,9 @@ pub(crate) async fn run(scenario: Scenario) -> anyhow::Result<()> {
         match scenario {
             Scenario::Publish(args) => (args.common.timeout_s, Box::pin(publish(args))),
             Scenario::Replay(args) => (args.common.timeout_s, Box::pin(replay(args))),
+            Scenario::Idle(args) => (args.timeout_s(), Box::pin(load::idle(args))),
+            Scenario::Fanout(args) => (args.timeout_s(), Box::pin(load::fanout(args))),
+            Scenario::Cluster(args) => (args.timeout_s(), Box::pin(load::cluster(args))),
         };
     let result = tokio::time::timeout(Duration::from_secs(timeout), fut)
         .await
