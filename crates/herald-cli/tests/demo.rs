@@ -9,10 +9,22 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
+/// Kills the server if the test fails before it stops it, so no process outlives the test.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn serve_demo_publishes_a_simulated_argo_cd() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("HERALD_STORAGE", "memory")
@@ -21,7 +33,8 @@ fn serve_demo_publishes_a_simulated_argo_cd() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Reaper(child);
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut said_demo = false;
     let addr: SocketAddr = loop {
         let line = lines.next().expect("serve logs its address").unwrap();
@@ -48,11 +61,11 @@ fn serve_demo_publishes_a_simulated_argo_cd() {
     }
     assert!(text.contains("\"demo\":true") && text.contains("\"project\":\"demo-shop\""), "{text}");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = child.0.try_wait().unwrap() {
             break exit;
         }
         assert!(Instant::now() < deadline, "did not exit");
