@@ -50,7 +50,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::Json;
 use bytes::Bytes;
@@ -63,7 +62,7 @@ use crate::auth::{Access, Filter};
 use crate::event::Event;
 use crate::hub::{Origin, Subscription};
 use crate::server::Hub;
-use crate::shutdown::{Admission, Phase, Refusal};
+use crate::shutdown::Admission;
 use crate::sse;
 use crate::telemetry::Disconnect;
 use crate::topic::Pattern;
@@ -241,20 +240,7 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let query = Query::parse(raw.as_deref())?;
     let (patterns, filter) = authorise(&access)?;
-    if hub.lifecycle.phase() == Phase::Draining {
-        return Err(ApiError::unavailable("draining", "the node is shutting down; reconnect elsewhere", 1));
-    }
-    let limits = &hub.config.limits;
-    let admission = match hub.lifecycle.admit(limits.max_clients, &access.limit_key, limits.max_clients_per_principal) {
-        Ok(admission) => admission,
-        Err(refusal @ Refusal::TooManyClients(_)) => {
-            return Err(ApiError::unavailable("too_many_clients", refusal.to_string(), 5))
-        }
-        Err(refusal @ Refusal::TooManyForPrincipal(_)) => {
-            return Err(ApiError::unavailable("too_many_streams_for_principal", refusal.to_string(), 5))
-        }
-    };
-    hub.metrics.clients_connected.increment(1.0);
+    let admission = super::events::admit_stream(&hub, &access)?;
 
     // Register before reading the snapshot, so nothing published in between is missed; the
     // snapshot's `as_of` then tells which live events it already covers.
@@ -284,12 +270,7 @@ pub async fn stream(
         let frame = w.next_frame().await?;
         Some((Ok::<_, std::convert::Infallible>(frame), w))
     }));
-    let mut response = Response::new(body);
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(super::events::sse_response(body))
 }
 
 /// One SSE event of Argo CD's stream.

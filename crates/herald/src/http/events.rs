@@ -142,6 +142,20 @@ pub async fn subscribe(
     let filter = access.subscription_filter(&query.patterns)?;
     let start = start_of(&query, headers.get("last-event-id"));
 
+    let admission = admit_stream(&hub, &access)?;
+    let origin = Origin { principal: access.principal.clone(), remote: Some(remote) };
+    let stream = EventStream::new(hub, query, start, origin, Allowance { filter, expires: access.expires }, admission);
+    let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
+        let frame = s.next_frame().await?;
+        Some((Ok::<_, std::convert::Infallible>(frame), s))
+    }));
+    Ok(sse_response(body))
+}
+
+/// Opens a place for a new stream (this one or Argo CD's): 503 while draining, or at
+/// `limits.max_clients` or the principal's `limits.max_clients_per_principal`. An admitted
+/// stream is counted in `herald_clients_connected`; the stream uncounts itself when it ends.
+pub(super) fn admit_stream(hub: &Hub, access: &Access) -> Result<Admission, ApiError> {
     if hub.lifecycle.phase() == crate::shutdown::Phase::Draining {
         return Err(ApiError::unavailable("draining", "the node is shutting down; reconnect elsewhere", 1));
     }
@@ -156,18 +170,17 @@ pub async fn subscribe(
         }
     };
     hub.metrics.clients_connected.increment(1.0);
-    let origin = Origin { principal: access.principal.clone(), remote: Some(remote) };
-    let stream = EventStream::new(hub, query, start, origin, Allowance { filter, expires: access.expires }, admission);
-    let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
-        let frame = s.next_frame().await?;
-        Some((Ok::<_, std::convert::Infallible>(frame), s))
-    }));
+    Ok(admission)
+}
+
+/// A `text/event-stream` response around `body`, unbuffered through proxies.
+pub(super) fn sse_response(body: Body) -> Response {
     let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
