@@ -20,6 +20,7 @@
 //! - [`sources`]: `[[sources.kubernetes]]` configuration, topic templates, readiness gates (the
 //!   watchers themselves are in the `herald-kube` crate).
 //! - [`server`]: the [`Hub`] that ties these together, and [`run`] (the accept loop, TLS).
+//! - [`direct`]: streams on plaintext HTTP/1.1 written without hyper's per-connection buffers.
 //!
 //! # Examples
 //! ```no_run
@@ -34,6 +35,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod direct;
 pub mod event;
 pub mod http;
 pub mod hub;

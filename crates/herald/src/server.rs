@@ -28,6 +28,7 @@ use tower::ServiceExt;
 
 use crate::auth::{self, Auth};
 use crate::config::{self, Config, Storage};
+use crate::direct;
 use crate::event::{Draft, Event};
 use crate::hub::Router;
 use crate::limits::PublishRate;
@@ -283,8 +284,7 @@ async fn accept_loop(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = stop.cancelled() => break,
         };
-        let head_timeout = limits.header_read_timeout_ms;
-        let conn = connection(&builder, stream, tls.clone(), remote, app.clone(), head_timeout, &graceful);
+        let conn = connection(&builder, stream, tls.clone(), remote, app.clone(), &limits, &graceful, &stop);
         connections.spawn(conn);
     }
     drop(listener);
@@ -292,22 +292,27 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves one connection. A connection that sends no complete request head within `head_timeout`
-/// is dropped: hyper's own HTTP/1.1 header timeout starts only once the protocol is known, and
-/// HTTP/2 has none, so this covers a client that stalls before or while saying which. With TLS
-/// the handshake runs here, in the connection's own task (a slow handshake never holds up the
-/// accept loop), and counts against the same `head_timeout`.
+/// Serves one connection. A connection that sends no complete request head within
+/// `limits.header_read_timeout_ms` is dropped: hyper's own HTTP/1.1 header timeout starts only
+/// once the protocol is known, and HTTP/2 has none, so this covers a client that stalls before or
+/// while saying which. With TLS the handshake runs here, in the connection's own task (a slow
+/// handshake never holds up the accept loop), and counts against the same timeout. On plaintext,
+/// streaming requests are served by [`direct`](crate::direct) until the first other one, which
+/// hands the connection to hyper.
+#[allow(clippy::too_many_arguments)]
 fn connection(
     builder: &Arc<auto::Builder<TokioExecutor>>,
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
     remote: SocketAddr,
     app: axum::Router,
-    head_timeout: Duration,
+    limits: &config::Limits,
     graceful: &GracefulShutdown,
+    stop: &CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let first_request = Arc::new(AtomicBool::new(false));
     let seen = first_request.clone();
+    let direct_app = app.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         seen.store(true, Ordering::Relaxed);
         // What axum's `into_make_service_with_connect_info` would have inserted.
@@ -316,15 +321,74 @@ fn connection(
     });
     let builder = builder.clone();
     let watcher = graceful.watcher();
+    let head_timeout = limits.header_read_timeout_ms;
+    let max_head = limits.max_header_bytes;
+    let stop = stop.clone();
     async move {
-        let deadline = tokio::time::Instant::now() + head_timeout;
         let Some(acceptor) = tls else {
-            return serve_io(&builder, stream, service, watcher, deadline, &first_request, remote).await;
+            let Some(stream) = serve_direct(stream, direct_app, remote, head_timeout, max_head, stop).await else {
+                return;
+            };
+            let deadline = tokio::time::Instant::now() + head_timeout;
+            // Boxed: hyper's connection state is large, and a direct stream never needs it.
+            let hyper = serve_io(&builder, stream, service, watcher, deadline, &first_request, remote);
+            return Box::pin(hyper).await;
         };
-        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => serve_io(&builder, stream, service, watcher, deadline, &first_request, remote).await,
-            Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%remote, "closed a connection that did not finish its TLS handshake in time"),
+        // Boxed, like hyper's connection above, so that a plaintext connection's task is small.
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + head_timeout;
+            match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_io(&builder, stream, service, watcher, deadline, &first_request, remote).await,
+                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%remote, "closed a connection that did not finish its TLS handshake in time"),
+            }
+        })
+        .await;
+    }
+}
+
+/// Serves the streaming requests of a plaintext connection (see [`direct`](crate::direct)) and
+/// returns it, with what was read of the next request, once a request for hyper comes; `None`
+/// when the connection is over (closed, timed out, a stream ended, or the node is draining).
+async fn serve_direct(
+    mut stream: TcpStream,
+    app: axum::Router,
+    remote: SocketAddr,
+    head_timeout: Duration,
+    max_head: usize,
+    stop: CancellationToken,
+) -> Option<direct::Rewind<TcpStream>> {
+    use direct::{After, Head};
+    loop {
+        // Boxed: this wait is over once the head is in, and a stream should not carry its state.
+        let head = Box::pin(async {
+            tokio::select! {
+                head = tokio::time::timeout(head_timeout, direct::read_head(&mut stream, max_head)) => Some(head),
+                () = stop.cancelled() => None,
+            }
+        })
+        .await?;
+        match head {
+            Err(_) => {
+                tracing::debug!(%remote, "closed a connection that sent no request head in time");
+                return None;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+                return None;
+            }
+            Ok(Ok(None)) => return None,
+            Ok(Ok(Some((Head::Stream(request, _), _)))) => {
+                match Box::pin(direct::serve_stream(&mut stream, request, app.clone(), remote)).await {
+                    Ok(After::KeepAlive) => {}
+                    Ok(After::Close) => return None,
+                    Err(e) => {
+                        tracing::debug!(%remote, error = %e, "stream connection ended with an error");
+                        return None;
+                    }
+                }
+            }
+            Ok(Ok(Some((_, read)))) => return Some(direct::Rewind::new(read, stream)),
         }
     }
 }
