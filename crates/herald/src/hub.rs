@@ -129,14 +129,45 @@ struct Slot {
     last_round: AtomicU64,
 }
 
+/// The subscribers at one place in the trie: a vector to walk in dispatch, and each one's
+/// position in it, so that removing one (a client leaving) is O(1) rather than a scan, which made
+/// 10k streams closing together cost 10k² steps under the router's write lock.
+#[derive(Default)]
+struct Members {
+    list: Vec<Arc<Slot>>,
+    position: HashMap<u64, usize>,
+}
+
+impl Members {
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Adds `slot`, once: a subscription listing one pattern twice is one member.
+    fn push(&mut self, slot: &Arc<Slot>) {
+        if let std::collections::hash_map::Entry::Vacant(place) = self.position.entry(slot.shared.id) {
+            place.insert(self.list.len());
+            self.list.push(slot.clone());
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(at) = self.position.remove(&id) else { return };
+        self.list.swap_remove(at);
+        if let Some(moved) = self.list.get(at) {
+            self.position.insert(moved.shared.id, at);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Node {
     children: HashMap<Box<str>, Node>,
     any: Option<Box<Node>>,
     /// Subscribers whose pattern ends here.
-    exact: Vec<Arc<Slot>>,
+    exact: Members,
     /// Subscribers whose pattern ends here with `**`.
-    rest: Vec<Arc<Slot>>,
+    rest: Members,
 }
 
 impl Node {
@@ -146,8 +177,8 @@ impl Node {
 
     fn insert(&mut self, segments: &[Segment], slot: &Arc<Slot>) {
         match segments.split_first() {
-            None => self.exact.push(slot.clone()),
-            Some((Segment::Rest, _)) => self.rest.push(slot.clone()),
+            None => self.exact.push(slot),
+            Some((Segment::Rest, _)) => self.rest.push(slot),
             Some((Segment::One, tail)) => self.any.get_or_insert_with(Default::default).insert(tail, slot),
             Some((Segment::Literal(lit), tail)) => self.children.entry(lit.clone()).or_default().insert(tail, slot),
         }
@@ -156,8 +187,8 @@ impl Node {
     /// Removes subscriber `id` from the path of `segments`, pruning nodes left empty.
     fn remove(&mut self, segments: &[Segment], id: u64) {
         match segments.split_first() {
-            None => self.exact.retain(|s| s.shared.id != id),
-            Some((Segment::Rest, _)) => self.rest.retain(|s| s.shared.id != id),
+            None => self.exact.remove(id),
+            Some((Segment::Rest, _)) => self.rest.remove(id),
             Some((Segment::One, tail)) => {
                 if let Some(any) = &mut self.any {
                     any.remove(tail, id);
@@ -180,10 +211,10 @@ impl Node {
     /// Calls `f` for every subscriber whose pattern matches the remaining `segments`.
     fn visit<'a>(&'a self, segments: &[&str], f: &mut impl FnMut(&'a Arc<Slot>)) {
         let Some((head, tail)) = segments.split_first() else {
-            self.exact.iter().for_each(&mut *f);
+            self.exact.list.iter().for_each(&mut *f);
             return;
         };
-        self.rest.iter().for_each(&mut *f);
+        self.rest.list.iter().for_each(&mut *f);
         if let Some(child) = self.children.get(*head) {
             child.visit(tail, f);
         }
@@ -464,6 +495,27 @@ mod tests {
         assert_eq!(drain(&mut s), vec![1, 3]);
         assert_eq!(drain(&mut open), vec![1, 2]);
         assert_eq!(out.delivered, 4);
+    }
+
+    #[test]
+    fn members_leave_in_any_order_and_a_repeated_pattern_counts_once() {
+        let router = Arc::new(Router::new(16, Default::default()));
+        let mut subs: Vec<_> = (0..5).map(|_| Some(sub(&router, &["a", "b/**"]))).collect();
+        let mut twice = sub(&router, &["a", "c", "a"]);
+        for i in [3, 0, 4] {
+            subs[i] = None;
+        }
+        router.dispatch(&[event(1, "a"), event(2, "b/x")]);
+        for (i, s) in subs.iter_mut().enumerate() {
+            if let Some(s) = s {
+                assert_eq!(drain(s), vec![1, 2], "subscriber {i}");
+            }
+        }
+        assert_eq!(drain(&mut twice), vec![1]);
+        drop(subs);
+        drop(twice);
+        assert!(router.is_empty());
+        assert!(router.read().root.is_empty(), "every member left the trie");
     }
 
     #[test]

@@ -1,0 +1,23 @@
+//! The first bytes of a plaintext connection, as the accept loop sees them before it decides
+//! whether `herald::direct` or hyper answers (`direct::classify`).
+//! Properties: no panic; every prefix of a head taken as a stream was itself partial or taken
+//! (never refused), so reading a head in pieces decides the same as reading it whole; a taken
+//! head is a `GET` of a streaming path whose length is the whole input.
+#![no_main]
+
+use herald::direct::{classify, Head, STREAM_PATHS};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: &[u8]| {
+    let Head::Stream(request, len) = classify(input) else { return };
+    assert_eq!(len, input.len());
+    assert_eq!(request.method(), http::Method::GET);
+    assert!(STREAM_PATHS.contains(&request.uri().path()), "{}", request.uri());
+    for cut in 0..input.len() {
+        assert!(
+            matches!(classify(&input[..cut]), Head::Partial),
+            "a prefix of {} bytes of a taken head was decided early",
+            cut
+        );
+    }
+});
