@@ -30,9 +30,13 @@ ulimit -n "$(ulimit -Hn)"
 HERALD_PID=
 NGINX_PID=
 cleanup() {
+  local rc=$?
   [[ -n $HERALD_PID ]] && kill "$HERALD_PID" 2>/dev/null || true
   [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null || true
   wait 2>/dev/null || true
+  if [[ $rc -ne 0 && -f $WORK/herald.log ]]; then
+    cp "$WORK/herald.log" "$OUT.herald-failed.log" && echo "herald's log is kept in $OUT.herald-failed.log" >&2
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -190,7 +190,7 @@ async fn serve(
         config.cluster.redis_url = Some(herald::config::Secret::new(url));
         config.validate()?;
     }
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match bind(config.listen) {
         Ok(l) => l,
         Err(e) => bail!("cannot listen on {}: {e}", config.listen),
     };
@@ -278,4 +278,18 @@ async fn stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Connections the kernel may hold complete but not yet accepted (capped by
+/// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 1024; when thousands of clients
+/// reconnect at once (a node restarted, a proxy reloaded), a full queue drops handshakes and the
+/// clients wait for SYN retransmits, seconds each (seen as ~13 s to open 18,000 streams in
+/// `herald bench idle`, with `ListenOverflows` counted by the kernel).
+const LISTEN_BACKLOG: u32 = 16384;
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
