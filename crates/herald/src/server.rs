@@ -326,10 +326,10 @@ fn connection(
     let stop = stop.clone();
     async move {
         let Some(acceptor) = tls else {
-            let Some(stream) = serve_direct(stream, direct_app, remote, head_timeout, max_head, stop).await else {
+            let Some((stream, deadline)) = serve_direct(stream, direct_app, remote, head_timeout, max_head, stop).await
+            else {
                 return;
             };
-            let deadline = tokio::time::Instant::now() + head_timeout;
             // Boxed: hyper's connection state is large, and a direct stream never needs it.
             let hyper = serve_io(&builder, stream, service, watcher, deadline, &first_request, remote);
             return Box::pin(hyper).await;
@@ -350,6 +350,9 @@ fn connection(
 /// Serves the streaming requests of a plaintext connection (see [`direct`](crate::direct)) and
 /// returns it, with what was read of the next request, once a request for hyper comes; `None`
 /// when the connection is over (closed, timed out, a stream ended, or the node is draining).
+/// Each request head must be complete within `head_timeout` of the connection's start or of the
+/// previous answer; the deadline of the one handed to hyper is returned with it, so that hyper's
+/// part of the head does not get a second full timeout.
 async fn serve_direct(
     mut stream: TcpStream,
     app: axum::Router,
@@ -357,13 +360,14 @@ async fn serve_direct(
     head_timeout: Duration,
     max_head: usize,
     stop: CancellationToken,
-) -> Option<direct::Rewind<TcpStream>> {
+) -> Option<(direct::Rewind<TcpStream>, tokio::time::Instant)> {
     use direct::{After, Head};
     loop {
+        let deadline = tokio::time::Instant::now() + head_timeout;
         // Boxed: this wait is over once the head is in, and a stream should not carry its state.
         let head = Box::pin(async {
             tokio::select! {
-                head = tokio::time::timeout(head_timeout, direct::read_head(&mut stream, max_head)) => Some(head),
+                head = tokio::time::timeout_at(deadline, direct::read_head(&mut stream, max_head)) => Some(head),
                 () = stop.cancelled() => None,
             }
         })
@@ -388,7 +392,7 @@ async fn serve_direct(
                     }
                 }
             }
-            Ok(Ok(Some((_, read)))) => return Some(direct::Rewind::new(read, stream)),
+            Ok(Ok(Some((_, read)))) => return Some((direct::Rewind::new(read, stream), deadline)),
         }
     }
 }
