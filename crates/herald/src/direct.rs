@@ -129,8 +129,14 @@ pub async fn read_head(stream: &mut TcpStream, max: usize) -> io::Result<Option<
     // Freed once the head is parsed: a stream keeps no read buffer.
     let mut buf = Vec::with_capacity(1024.min(max));
     loop {
+        let before = buf.len();
         if stream.read_buf(&mut buf).await? == 0 {
             return Ok(if buf.is_empty() { None } else { Some((Head::Other, buf.into())) });
+        }
+        // Parsing starts over each time; doing it only when a line was completed keeps a client
+        // that sends its head a byte at a time from costing a parse per byte.
+        if before > 0 && !buf[before..].contains(&b'\n') && buf.len() < max {
+            continue;
         }
         match classify(&buf) {
             Head::Partial if buf.len() < max => buf.reserve((buf.len()).min(max - buf.len())),
