@@ -2,82 +2,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
+mod common;
 
-/// A `herald serve` process on a free port.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    /// The data directory when the node owns it (removed on drop).
-    _dir: Option<tempfile::TempDir>,
-}
+use common::{Node, BIN};
 
 /// A fresh data directory for one test.
 fn data_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
-}
-
-impl Node {
-    fn start(env: &[(&str, &str)]) -> Self {
-        let dir = data_dir();
-        let mut node = Self::start_in(dir.path(), env);
-        node._dir = Some(dir);
-        node
-    }
-
-    fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("serve logs its address").unwrap();
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr, _dir: None }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A plain HTTP/1.1 GET; returns the status line and body.
@@ -107,7 +43,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn publish_and_subscribe_commands_round_trip() {
-    let node = Node::start(&[]);
+    let node = Node::start_with(&[], &[]);
     let sub = Command::new(BIN)
         .args(["subscribe", "--url", &node.url(), "--topic", "cli/*", "--topic", "other", "--count", "3"])
         .stdout(Stdio::piped())
@@ -145,7 +81,7 @@ fn publish_and_subscribe_commands_round_trip() {
 
 #[test]
 fn publish_reports_a_refusal_and_exits_nonzero() {
-    let node = Node::start(&[]);
+    let node = Node::start_with(&[], &[]);
     let out = Command::new(BIN).args(["publish", "--url", &node.url(), "--topic", "bad topic", "1"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid topic"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -153,7 +89,7 @@ fn publish_reports_a_refusal_and_exits_nonzero() {
 
 #[test]
 fn sigterm_drains_streams_and_exits_zero() {
-    let mut node = Node::start(&[("HERALD_DRAIN_GRACE_MS", "300")]);
+    let mut node = Node::start_with(&[], &[("HERALD_DRAIN_GRACE_MS", "300")]);
     let mut streams: Vec<TcpStream> = (0..3)
         .map(|i| {
             let mut s = TcpStream::connect(node.addr).unwrap();
@@ -179,7 +115,7 @@ fn sigterm_drains_streams_and_exits_zero() {
 
 #[test]
 fn sigint_also_stops_cleanly() {
-    let mut node = Node::start(&[("HERALD_DRAIN_GRACE_MS", "0")]);
+    let mut node = Node::start_with(&[], &[("HERALD_DRAIN_GRACE_MS", "0")]);
     node.signal("-INT");
     assert_eq!(node.wait(Duration::from_secs(10)).code(), Some(0));
 }
@@ -234,7 +170,7 @@ fn publish_json(addr: SocketAddr, body: &str) -> serde_json::Value {
 #[test]
 fn answered_events_and_keyed_state_survive_kill_9() {
     let dir = data_dir();
-    let mut node = Node::start_in(dir.path(), &[]);
+    let mut node = Node::start_in(dir.path(), &[], &[], "info");
     let mut ids = Vec::new();
     for i in 0..50 {
         let body = format!(
@@ -249,7 +185,7 @@ fn answered_events_and_keyed_state_survive_kill_9() {
     node.signal("-KILL");
     node.wait(Duration::from_secs(10));
 
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(dir.path(), &[], &[], "info");
     let text = read_events(node.addr, "topic=crash/**&lastEventID=earliest", 101);
     let replayed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
     let mut want = ids.clone();
@@ -284,7 +220,7 @@ fn a_foreign_or_corrupted_data_dir_stops_the_start_and_is_left_alone() {
 
 #[test]
 fn small_bench_runs_complete_and_report() {
-    let node = Node::start(&[]);
+    let node = Node::start_with(&[], &[]);
     let run = |args: &[&str]| -> serde_json::Value {
         let out = Command::new(BIN)
             .arg("bench")
@@ -326,38 +262,6 @@ fn small_bench_runs_complete_and_report() {
     assert_eq!(cluster["all_delivered"].as_bool(), Some(true), "{cluster}");
 }
 
-/// A `herald serve` whose whole log (at `RUST_LOG=trace`) is kept for inspection.
-fn serve_logged(dir: &std::path::Path, env: &[(&str, &str)]) -> (Node, std::sync::Arc<std::sync::Mutex<String>>) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve logs its address").unwrap();
-        log.lock().unwrap().push_str(&line);
-        log.lock().unwrap().push('\n');
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    (Node { child, addr, _dir: None }, log)
-}
-
 /// `herald token ARGS...`, printed token.
 fn mint(args: &[&str]) -> String {
     let out = Command::new(BIN).arg("token").args(args).output().unwrap();
@@ -370,7 +274,8 @@ fn mint(args: &[&str]) -> String {
 #[test]
 fn open_mode_says_so_in_the_log() {
     let dir = data_dir();
-    let (mut node, log) = serve_logged(dir.path(), &[("HERALD_DRAIN_GRACE_MS", "0")]);
+    let mut node = Node::start_in(dir.path(), &[], &[("HERALD_DRAIN_GRACE_MS", "0")], "trace");
+    let log = node.log.clone();
     node.signal("-TERM");
     assert_eq!(node.wait(Duration::from_secs(10)).code(), Some(0));
     let log = log.lock().unwrap().clone();
@@ -382,7 +287,8 @@ fn minted_tokens_work_from_the_cli_and_never_reach_the_log_or_metrics() {
     let secret = "cli-test-secret";
     let dir = data_dir();
     let env = [("HERALD_AUTH_JWT_SECRET", secret), ("HERALD_DRAIN_GRACE_MS", "0")];
-    let (mut node, log) = serve_logged(dir.path(), &env);
+    let mut node = Node::start_in(dir.path(), &[], &env, "trace");
+    let log = node.log.clone();
     let admin = mint(&["--secret", secret, "--role", "admin", "--sub", "ops", "--ttl", "10m"]);
     let reader = mint(&["--secret", secret, "--subscribe", "cli/*", "--sub", "reader"]);
     let writer = mint(&["--secret", secret, "--publish", "cli/**", "--ttl", "1h"]);

@@ -130,15 +130,17 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(status.success(), "kill {sig} {pid}");
 }
 
-/// A `herald serve --redis URL` process on a free port; its log is kept for failure messages.
+/// A `herald serve` process on a free port; its log is kept for failure messages and checks.
 pub struct Node {
     child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    /// The data directory when the node owns it (removed on drop).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Node {
+    /// A cluster node: `herald serve --redis URL`.
     pub fn start(redis_url: &str, env: &[(&str, &str)]) -> Self {
         Self::start_with(&["--redis", redis_url], env)
     }
@@ -147,12 +149,20 @@ impl Node {
     /// directory, once it logs its address.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let mut node = Self::start_in(dir.path(), args, env, "info");
+        node._dir = Some(dir);
+        node
+    }
+
+    /// `herald serve --listen 127.0.0.1:0 --data-dir DIR ARGS...` at `RUST_LOG=log_level`, on a
+    /// data directory the caller keeps (to restart on the same data), once it logs its address.
+    pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)], log_level: &str) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
             .args(args)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_level)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -168,13 +178,31 @@ impl Node {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         };
+        // Keep draining stderr so the server never blocks on a full pipe.
         let keep = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 keep.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        Self { child, addr, log, _dir: dir }
+        Self { child, addr, log, _dir: None }
+    }
+
+    /// Sends `sig` (such as `-TERM`) to the process.
+    pub fn signal(&self, sig: &str) {
+        signal(self.child.id(), sig);
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self) -> String {
