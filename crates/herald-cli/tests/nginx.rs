@@ -75,29 +75,15 @@ impl Nginx {
         let (cert, key, root) = certificate(dir.path());
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, config(dir.path(), port, &cert, &key, nodes)).unwrap();
-        let check = Command::new(&bin)
-            .arg("-t")
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .output()
-            .unwrap();
+        // The prefix, configuration and error log, for the check and the run alike.
+        let nginx = || {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("-p").arg(dir.path()).arg("-c").arg(&conf).arg("-e").arg(dir.path().join("error.log"));
+            cmd
+        };
+        let check = nginx().arg("-t").output().unwrap();
         assert!(check.status.success(), "nginx -t: {}", String::from_utf8_lossy(&check.stderr));
-        let child = Command::new(&bin)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = nginx().args(["-g", "daemon off;"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let nginx = Self { child, dir };
         wait_for("nginx to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         (nginx, root)
