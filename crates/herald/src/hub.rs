@@ -90,19 +90,20 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `event` unless `limit` are queued already, and wakes the reader.
-    fn push(&self, event: &Arc<Event>, limit: usize) -> Result<(), Refused> {
+    /// Queues `events` in order until `limit` are queued, and wakes the reader. Returns how many
+    /// were queued and whether one did not fit.
+    fn push(&self, events: &[Arc<Event>], limit: usize) -> (u64, Result<(), Refused>) {
         let mut queue = self.queue();
-        if queue.events.len() >= limit {
-            return Err(Refused::Full);
-        }
-        queue.events.push_back(event.clone());
-        let waker = queue.waiting.take();
+        let room = limit.saturating_sub(queue.events.len());
+        let fit = &events[..events.len().min(room)];
+        queue.events.extend(fit.iter().cloned());
+        let waker = if fit.is_empty() { None } else { queue.waiting.take() };
         drop(queue);
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(())
+        let full = if fit.len() < events.len() { Err(Refused::Full) } else { Ok(()) };
+        (fit.len() as u64, full)
     }
 
     /// Marks the subscription lagged and wakes the reader, which drains what is queued and ends.
@@ -320,33 +321,40 @@ impl Router {
 
     /// Queues each event on every subscription one of whose patterns matches its topic.
     /// See the module docs for the ordering contract.
+    ///
+    /// Consecutive events on one topic (a publish batch, mostly) are matched once and queued on
+    /// each subscriber under one lock: the cache misses of reaching a subscriber's queue, most
+    /// of dispatch's cost with 10k subscribers, are paid once per run rather than per event.
     pub fn dispatch(&self, events: &[Arc<Event>]) -> Dispatched {
         let mut out = Dispatched::default();
         let mut lagged = Vec::new();
         {
             let index = self.read();
             let mut segments: Vec<&str> = Vec::with_capacity(8);
-            for event in events {
+            let mut rest = events;
+            while let Some(first) = rest.first() {
+                let len = rest.iter().take_while(|e| e.topic == first.topic).count();
+                let (run, tail) = rest.split_at(len);
+                rest = tail;
                 let round = self.round.fetch_add(1, Ordering::Relaxed) + 1;
                 segments.clear();
-                segments.extend(event.topic.segments());
+                segments.extend(first.topic.segments());
                 index.root.visit(&segments, &mut |slot| {
                     if slot.last_round.swap(round, Ordering::Relaxed) == round {
                         return;
                     }
-                    if slot.allow.as_deref().is_some_and(|allow| !any_matches(allow, &event.topic)) {
+                    if slot.allow.as_deref().is_some_and(|allow| !any_matches(allow, &first.topic)) {
                         return;
                     }
                     if slot.shared.lagged.load(Ordering::Relaxed) {
                         // Dropped earlier in this call; removed below.
                         return;
                     }
-                    match slot.shared.push(event, self.queue_len) {
-                        Ok(()) => out.delivered += 1,
-                        Err(Refused::Full) => {
-                            if slot.shared.close_lagged() {
-                                lagged.push(slot.shared.id);
-                            }
+                    let (queued, full) = slot.shared.push(run, self.queue_len);
+                    out.delivered += queued;
+                    if let Err(Refused::Full) = full {
+                        if slot.shared.close_lagged() {
+                            lagged.push(slot.shared.id);
                         }
                     }
                 });
@@ -405,13 +413,26 @@ impl Subscription {
     /// The next queued event; `None` once the router dropped the subscription (it lagged) and
     /// the queue is drained.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.poll_take(cx, VecDeque::pop_front).map(Option::flatten)).await
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Arc<Event>>> {
+    /// Waits for queued events and moves up to `max` of them (at least one) to `out`, under one
+    /// lock; `false` once the router dropped the subscription (it lagged) and the queue is
+    /// drained.
+    pub async fn recv_many(&mut self, out: &mut Vec<Arc<Event>>, max: usize) -> bool {
+        let max = max.max(1);
+        let take = |cx: &mut Context<'_>| {
+            self.poll_take(cx, |events: &mut VecDeque<_>| out.extend(events.drain(..events.len().min(max))))
+        };
+        std::future::poll_fn(take).await.is_some()
+    }
+
+    /// Calls `take` on the queue once it holds an event; `None` once the subscription lagged and
+    /// the queue is drained.
+    fn poll_take<T>(&self, cx: &mut Context<'_>, take: impl FnOnce(&mut VecDeque<Arc<Event>>) -> T) -> Poll<Option<T>> {
         let mut queue = self.shared.queue();
-        if let Some(event) = queue.events.pop_front() {
-            return Poll::Ready(Some(event));
+        if !queue.events.is_empty() {
+            return Poll::Ready(Some(take(&mut queue.events)));
         }
         if self.lagged() {
             return Poll::Ready(None);
@@ -484,6 +505,18 @@ mod tests {
     }
 
     #[test]
+    fn runs_of_one_topic_are_queued_in_order_with_the_rest() {
+        let router = Arc::new(Router::new(16, Default::default()));
+        let mut both = sub(&router, &["a", "b"]);
+        let mut a = sub(&router, &["a"]);
+        let events = [event(1, "a"), event(2, "a"), event(3, "b"), event(4, "a"), event(5, "a"), event(6, "a")];
+        let out = router.dispatch(&events);
+        assert_eq!(drain(&mut both), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(drain(&mut a), vec![1, 2, 4, 5, 6]);
+        assert_eq!(out, Dispatched { delivered: 11, lagged: 0 });
+    }
+
+    #[test]
     fn an_allow_list_filters_what_the_patterns_match() {
         let router = Arc::new(Router::new(16, Default::default()));
         let allow: Vec<Pattern> = vec!["a/x".parse().unwrap(), "b/**".parse().unwrap()];
@@ -532,7 +565,7 @@ mod tests {
     fn a_full_queue_drops_the_subscriber_after_what_was_queued() {
         let router = Arc::new(Router::new(2, Default::default()));
         let mut s = sub(&router, &["a"]);
-        let out = router.dispatch(&[event(1, "a"), event(2, "a"), event(3, "a")]);
+        let out = router.dispatch(&[event(1, "a"), event(2, "a"), event(3, "a"), event(4, "b"), event(5, "a")]);
         assert_eq!(out, Dispatched { delivered: 2, lagged: 1 });
         assert!(s.lagged());
         assert_eq!(router.len(), 0);

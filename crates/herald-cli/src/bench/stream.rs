@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-/// Read buffer per stream. Herald coalesces up to 64 frames per write; a read takes what fits.
+/// Read buffer per thread. Herald coalesces up to 64 frames per write; a read takes what fits.
 const READ_BUF: usize = 8 * 1024;
 /// Latencies a stream collects before adding them to the shared histogram (one lock per batch).
 const LATENCY_BATCH: usize = 256;
@@ -151,61 +151,103 @@ pub(crate) async fn read(connected: Connected, expect: u64, readers: &Readers) -
 }
 
 async fn read_until(connected: Connected, expect: u64, readers: &Readers) -> anyhow::Result<Outcome> {
-    let Connected { mut stream, chunked, early } = connected;
-    let mut body = Body::new(chunked);
-    let mut out = Outcome { events: 0, last_ns: 0, end: End::Stopped };
-    let mut warm = false;
-    let mut latencies = Vec::with_capacity(LATENCY_BATCH);
-    let mut buf = vec![0u8; READ_BUF];
-    let mut pending = Vec::with_capacity(READ_BUF);
-    let mut first = true;
-    loop {
-        let n = if first {
-            first = false;
-            0
-        } else {
-            let n = tokio::select! {
-                biased;
-                () = readers.stop.cancelled() => break,
-                n = stream.read(&mut buf) => n?,
-            };
-            if n == 0 {
-                out.end = End::Closed;
-                break;
-            }
-            n
-        };
-        let now = unix_nanos();
-        body.feed(if n == 0 { &early[..] } else { &buf[..n] }, &mut pending)?;
-        let mut start = 0;
-        while let Some(i) = find(&pending[start..], b"\n\n") {
-            let frame = &pending[start..start + i];
-            start += i + 2;
-            if let Some(t) = timestamp(frame) {
-                latencies.push(now.saturating_sub(t) / 1000);
-                if latencies.len() == LATENCY_BATCH {
-                    readers.record(&mut latencies);
-                }
-                out.events += 1;
-                out.last_ns = now;
-            } else if !warm && find(frame, b"\"w\":").is_some() {
-                warm = true;
-                readers.warm.fetch_add(1, Ordering::Relaxed);
-            }
+    let Connected { stream, chunked, early } = connected;
+    let mut reader = Reader {
+        body: Body::new(chunked),
+        out: Outcome { events: 0, last_ns: 0, end: End::Stopped },
+        warm: false,
+        latencies: Vec::with_capacity(LATENCY_BATCH),
+        carry: Vec::new(),
+    };
+    // One registration with the run's token for the stream's life, not one per read: 10k readers
+    // re-registering with one token on every read contended on its lock.
+    let stop = readers.stop.cancelled();
+    tokio::pin!(stop);
+    reader.take(&early, readers)?;
+    while reader.out.events < expect {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            ready = stream.readable() => ready?,
         }
-        pending.drain(..start);
-        if out.events >= expect {
-            out.end = End::Complete;
+        // Read into this thread's buffer, which stays in cache, rather than into a buffer per
+        // stream: with 10k streams each read touched memory gone cold since the last.
+        let read = SCRATCH.with_borrow_mut(|scratch| match stream.try_read(scratch) {
+            Ok(0) => Ok(None),
+            Ok(n) => reader.take(&scratch[..n], readers).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Some(())),
+            Err(e) => Err(e.into()),
+        })?;
+        if read.is_none() {
+            reader.out.end = End::Closed;
             break;
         }
     }
-    readers.record(&mut latencies);
-    Ok(out)
+    if reader.out.events >= expect {
+        reader.out.end = End::Complete;
+    }
+    readers.record(&mut reader.latencies);
+    Ok(reader.out)
+}
+
+thread_local! {
+    /// Where a reader on this thread reads into, and decodes what it read.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
+    static DECODED: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(READ_BUF));
+}
+
+/// What one stream keeps between reads.
+struct Reader {
+    body: Body,
+    out: Outcome,
+    warm: bool,
+    latencies: Vec<u64>,
+    /// The start of a frame whose end has not arrived yet.
+    carry: Vec<u8>,
+}
+
+impl Reader {
+    /// Takes the bytes of one read: decodes them and counts the frames they complete.
+    fn take(&mut self, input: &[u8], readers: &Readers) -> anyhow::Result<()> {
+        static FRAME_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n\n"));
+        let now = unix_nanos();
+        DECODED.with_borrow_mut(|decoded| {
+            decoded.clear();
+            decoded.extend_from_slice(&self.carry);
+            self.carry.clear();
+            self.body.feed(input, decoded)?;
+            let mut start = 0;
+            while let Some(i) = FRAME_END.find(&decoded[start..]) {
+                let frame = &decoded[start..start + i];
+                start += i + 2;
+                if let Some(t) = timestamp(frame) {
+                    self.latencies.push(now.saturating_sub(t) / 1000);
+                    if self.latencies.len() == LATENCY_BATCH {
+                        readers.record(&mut self.latencies);
+                    }
+                    self.out.events += 1;
+                    self.out.last_ns = now;
+                } else if !self.warm && find(frame, b"\"w\":").is_some() {
+                    self.warm = true;
+                    readers.warm.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.carry.extend_from_slice(&decoded[start..]);
+            if self.carry.is_empty() && self.carry.capacity() > 0 {
+                self.carry = Vec::new();
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The publish timestamp of a frame whose data carries `"t":<unix nanos>`.
 fn timestamp(frame: &[u8]) -> Option<u64> {
-    let at = find(frame, b"\"t\":")? + 4;
+    // Built once: a searcher costs more to build than one frame costs to search.
+    static TIME: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"t\":"));
+    let at = TIME.find(frame)? + 4;
     let digits = frame[at..].iter().take_while(|b| b.is_ascii_digit());
     let mut t: u64 = 0;
     let mut any = false;
@@ -221,7 +263,7 @@ pub(crate) fn unix_nanos() -> u64 {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// Undoes chunked transfer encoding (RFC 9112 §7.1), trailers aside.

@@ -322,11 +322,7 @@ impl EventStream {
     }
 
     fn frame_of(&self, event: &Event) -> Bytes {
-        if self.envelope {
-            event.envelope_frame().clone()
-        } else {
-            event.frame().clone()
-        }
+        frame_bytes(event, self.envelope).clone()
     }
 
     fn control(&mut self, kind: &str, data: &str) {
@@ -453,26 +449,35 @@ impl EventStream {
                 None => std::future::pending().await,
             }
         };
+        let mut batch = Vec::new();
         tokio::select! {
             biased;
-            event = sub.recv() => match event {
-                Some(event) => {
-                    let mut sent = 0;
-                    let mut next = Some(event);
-                    while let Some(event) = next {
-                        if self.cursor.is_some_and(|c| event.id <= c) {
-                            // Already sent by replay, or part of the snapshot.
-                        } else {
-                            self.cursor = None;
-                            let frame = if self.envelope { event.envelope_frame() } else { event.frame() };
-                            self.pending.push_back(frame.clone());
-                            sent += 1;
-                        }
-                        next = if self.pending.len() < COALESCE { sub.try_recv() } else { None };
+            more = sub.recv_many(&mut batch, COALESCE) => {
+                if more {
+                    let cursor = self.cursor.take();
+                    // Already sent by replay, or part of the snapshot.
+                    batch.retain(|event| cursor.is_none_or(|c| event.id > c));
+                    if batch.is_empty() {
+                        self.cursor = cursor;
                     }
-                    sub.shared().sent.fetch_add(sent, Ordering::Relaxed);
-                }
-                None => {
+                    let envelope = self.envelope;
+                    let frame = |event| frame_bytes(event, envelope);
+                    match batch.as_slice() {
+                        [] => {}
+                        // The event's own bytes, shared with every other stream.
+                        [one] => self.pending.push_back(frame(one).clone()),
+                        // Copied into one buffer: cheaper than a shared count taken and given back per
+                        // frame by every stream, and one write.
+                        several => {
+                            let mut out = BytesMut::with_capacity(several.iter().map(|e| frame(e).len()).sum());
+                            for event in several {
+                                out.extend_from_slice(frame(event));
+                            }
+                            self.pending.push_back(out.freeze());
+                        }
+                    }
+                    sub.shared().sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                } else {
                     let reason = if sub.lagged() { Disconnect::Lagged } else { Disconnect::Error };
                     self.finish(reason);
                 }
@@ -492,6 +497,15 @@ impl EventStream {
                 }
             }
         }
+    }
+}
+
+/// The bytes of `event` a stream writes: its frame, or its envelope frame.
+fn frame_bytes(event: &Event, envelope: bool) -> &Bytes {
+    if envelope {
+        event.envelope_frame()
+    } else {
+        event.frame()
     }
 }
 
