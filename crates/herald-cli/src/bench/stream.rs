@@ -4,11 +4,13 @@
 //! streams on the same two cores as the server under test. A hyper client connection per stream
 //! costs a connection task, a dispatch channel and its buffers, and a decoder that builds a
 //! `Message` (with owned strings) per event; at 2M deliveries/s the generator would spend more
-//! than the server. Here a stream is one tokio task owning a socket and one read buffer: it
-//! writes the GET request, checks the status line, undoes chunked transfer encoding, splits
-//! frames on the blank line and parses only what it needs: the publish timestamp `"t":<nanos>`
-//! carried in the payload, or the warm-up marker `"w":`. Everything else (ids, comments,
-//! `retry:`) is skipped. It speaks to Herald and to nchan alike.
+//! than the server. Here a stream is one tokio task owning a socket: it writes the GET request,
+//! checks the status line, then on each readiness reads into its thread's buffer (hot in cache,
+//! where a buffer per stream was cold by its next read), undoes chunked transfer encoding,
+//! splits frames on the blank line and parses only what it needs: the publish timestamp
+//! `"t":<nanos>` carried in the payload, or the warm-up marker `"w":`. Everything else (ids,
+//! comments, `retry:`) is skipped; only the start of an unfinished frame is kept between reads.
+//! It speaks to Herald and to nchan alike.
 //!
 //! Frames are expected to end in `\n\n` (what both Herald and nchan write), not `\r\n\r\n`.
 
