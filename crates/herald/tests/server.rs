@@ -658,6 +658,16 @@ async fn envelope_streams_carry_topic_and_key_in_every_step() {
         let data: serde_json::Value = serde_json::from_str(&m.data).unwrap();
         assert_eq!(data, json!({"topic": "env/b", "key": null, "tombstone": false, "data": "text"}));
     }
+    // A live batch reaches a stream as one write of several envelope frames, in order.
+    let batch = json!([{"topic": "env/c", "data": 1}, {"topic": "env/c", "data": 2}, {"topic": "env/d", "data": 3}]);
+    let ids = publish_ok(server.addr, batch).await;
+    for s in [&mut replay, &mut snap] {
+        let got = s.events(3).await;
+        assert_eq!(common::ids(&got), ids);
+        let data: Vec<serde_json::Value> = got.iter().map(|m| serde_json::from_str(&m.data).unwrap()).collect();
+        assert_eq!(data[1], json!({"topic": "env/c", "key": null, "tombstone": false, "data": 2}));
+        assert_eq!(data[2]["topic"], "env/d");
+    }
     let (status, _) = get_json(server.addr, "/events?topic=a&envelope=yes").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.stop().await;
