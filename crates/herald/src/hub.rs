@@ -23,7 +23,8 @@
 //! kept in the subscription's [`Shared`]; not a `tokio::sync::mpsc` channel, whose cache-padded
 //! state and first 32-slot block cost ~800 bytes per subscription before any event (a sixth of
 //! the ≤ 4 KiB budget of an idle stream), and whose semaphore took one more atomic per event.
-//! Queuing an event is one uncontended lock, a push, and a wake when the reader waits.
+//! Queuing an event is one uncontended lock, a push, and a wake when the reader waits; a run of
+//! events on one topic is queued under one lock, and a reader takes what is queued under one.
 //!
 //! ## Lagging
 //! Every subscription has a bounded queue. A subscriber whose queue is full when an event
