@@ -81,19 +81,14 @@ struct Queue {
     waiting: Option<Waker>,
 }
 
-/// Why [`Shared::push`] did not queue an event.
-enum Refused {
-    Full,
-}
-
 impl Shared {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues `events` in order until `limit` are queued, and wakes the reader. Returns how many
-    /// were queued and whether one did not fit.
-    fn push(&self, events: &[Arc<Event>], limit: usize) -> (u64, Result<(), Refused>) {
+    /// were queued: fewer than `events.len()` when the queue is full.
+    fn push(&self, events: &[Arc<Event>], limit: usize) -> usize {
         let mut queue = self.queue();
         let room = limit.saturating_sub(queue.events.len());
         let fit = &events[..events.len().min(room)];
@@ -103,8 +98,7 @@ impl Shared {
         if let Some(waker) = waker {
             waker.wake();
         }
-        let full = if fit.len() < events.len() { Err(Refused::Full) } else { Ok(()) };
-        (fit.len() as u64, full)
+        fit.len()
     }
 
     /// Marks the subscription lagged and wakes the reader, which drains what is queued and ends.
@@ -351,12 +345,10 @@ impl Router {
                         // Dropped earlier in this call; removed below.
                         return;
                     }
-                    let (queued, full) = slot.shared.push(run, self.queue_len);
-                    out.delivered += queued;
-                    if let Err(Refused::Full) = full {
-                        if slot.shared.close_lagged() {
-                            lagged.push(slot.shared.id);
-                        }
+                    let queued = slot.shared.push(run, self.queue_len);
+                    out.delivered += queued as u64;
+                    if queued < run.len() && slot.shared.close_lagged() {
+                        lagged.push(slot.shared.id);
                     }
                 });
             }
