@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 /// The sections of the file; an environment variable `HERALD_<SECTION>_<KEY>` sets
 /// `<section>.<key>`, any other `HERALD_<KEY>` a top-level key.
-const SECTIONS: &[&str] = &["retention", "limits", "auth", "cors", "cluster", "tls"];
+const SECTIONS: &[&str] = &["retention", "memory", "limits", "auth", "cors", "cluster", "tls"];
 
 /// Keys whose environment value is always taken as a plain string, never as TOML: a secret
 /// such as `123456` or `"quoted"` must reach the server byte for byte.
@@ -75,6 +75,9 @@ pub struct Config {
     pub drain_grace_ms: Duration,
     /// How much history the log keeps.
     pub retention: RetentionConfig,
+    /// What the node keeps in memory besides its streams (its bound, with
+    /// `limits.stream_queue_bytes` per stream: see the README's "Operating Herald").
+    pub memory: MemoryConfig,
     /// Connection, request and queue limits.
     pub limits: Limits,
     /// Authentication; with neither key set, Herald is open to everyone.
@@ -130,6 +133,25 @@ pub struct RetentionConfig {
     pub max_age_s: Duration,
 }
 
+/// What the embedded log keeps in memory: together with `limits.stream_queue_bytes` times the
+/// open streams, this bounds the node's memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// The most recent events kept in memory for replay without a disk read.
+    pub ring_events: usize,
+    /// The most bytes (payloads and encoded frames, roughly) that replay ring holds.
+    pub ring_bytes: usize,
+    /// Bytes of the embedded store's page cache (redb), used by replays older than the ring.
+    pub store_cache_bytes: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self { ring_events: 65_536, ring_bytes: 64 << 20, store_cache_bytes: 64 << 20 }
+    }
+}
+
 /// Connection, request and queue limits (SPEC §7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -142,6 +164,17 @@ pub struct Limits {
     pub max_clients_per_principal: usize,
     /// Events queued for one stream before it counts as too slow and is closed.
     pub stream_queue: usize,
+    /// Bytes (encoded frames) queued for one stream before it counts as too slow and is
+    /// closed, whichever of this and `stream_queue` is reached first. One event larger than
+    /// this is still queued on an empty queue, so no event is too big to deliver.
+    pub stream_queue_bytes: usize,
+    /// Seconds a stream's socket may accept no bytes while something is waiting to be written;
+    /// then the stream is closed and counted as `reason="lagged"` (a client that never reads
+    /// pins neither memory nor a slot for long).
+    #[serde(with = "secs")]
+    pub write_stall_s: Duration,
+    /// How deeply a published `data` value may nest arrays and objects; a deeper one is 400.
+    pub max_json_depth: usize,
     /// `POST /publish` requests per second that one principal may make (0: no limit); beyond
     /// it, 429 with `Retry-After`.
     pub publish_rate_per_s: u32,
@@ -271,6 +304,7 @@ impl Default for Config {
             shutdown_timeout_s: Duration::from_secs(10),
             drain_grace_ms: Duration::from_millis(1000),
             retention: RetentionConfig::default(),
+            memory: MemoryConfig::default(),
             limits: Limits::default(),
             auth: AuthConfig::default(),
             cors: CorsConfig::default(),
@@ -293,6 +327,9 @@ impl Default for Limits {
             max_clients: 100_000,
             max_clients_per_principal: 0,
             stream_queue: 1024,
+            stream_queue_bytes: 8 << 20,
+            write_stall_s: Duration::from_secs(30),
+            max_json_depth: 64,
             publish_rate_per_s: 0,
             publish_burst: 0,
             header_read_timeout_ms: Duration::from_secs(10),
@@ -405,11 +442,23 @@ impl Config {
         if self.retention.max_age_s.is_zero() {
             return bad("retention.max_age_s must be at least 1");
         }
+        if self.memory.ring_events == 0 || self.memory.ring_bytes == 0 {
+            return bad("memory.ring_events and memory.ring_bytes must be at least 1");
+        }
         if self.flush_ms.is_zero() {
             return bad("flush_ms must be at least 1");
         }
         if self.limits.stream_queue == 0 {
             return bad("limits.stream_queue must be at least 1");
+        }
+        if self.limits.stream_queue_bytes == 0 {
+            return bad("limits.stream_queue_bytes must be at least 1");
+        }
+        if self.limits.write_stall_s.is_zero() {
+            return bad("limits.write_stall_s must be at least 1");
+        }
+        if self.limits.max_json_depth == 0 || self.limits.max_json_depth > 1024 {
+            return bad("limits.max_json_depth must be between 1 and 1024");
         }
         if self.limits.max_header_bytes < MIN_HEADER_BYTES {
             return bad(&format!("limits.max_header_bytes must be at least {MIN_HEADER_BYTES}"));
@@ -524,6 +573,9 @@ mod tests {
         assert_eq!(c.heartbeat_s, Duration::from_secs(30));
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.shutdown_timeout_s, Duration::from_secs(10));
+        assert_eq!(c.limits.stream_queue_bytes, 8 << 20);
+        assert_eq!(c.limits.write_stall_s, Duration::from_secs(30));
+        assert_eq!(c.limits.max_json_depth, 64);
     }
 
     #[test]

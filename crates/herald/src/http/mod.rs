@@ -120,6 +120,7 @@ impl From<crate::log::Error> for ApiError {
         match e {
             crate::log::Error::Closed => Self::unavailable("draining", "the node is shutting down", 1),
             crate::log::Error::Unavailable(detail) => Self::unavailable("log_unavailable", detail, 1),
+            crate::log::Error::Full(detail) => Self::new(StatusCode::INSUFFICIENT_STORAGE, "log_full", detail),
             other => Self::internal(other.to_string()),
         }
     }

@@ -52,7 +52,12 @@ pub enum Error {
     /// The storage failed.
     #[error("storage error: {0}")]
     Storage(String),
-    /// The storage cannot be reached right now (cluster mode: Redis is down); try again.
+    /// The disk is full: nothing of the batch was appended, and appends resume by themselves
+    /// once there is space again.
+    #[error("the event log's disk is full: {0}")]
+    Full(String),
+    /// The storage cannot be reached or written right now (cluster mode: Redis is down; a
+    /// failing disk); nothing of the batch was appended. Try again.
     #[error("the event log is unavailable: {0}")]
     Unavailable(String),
 }
