@@ -97,7 +97,13 @@ impl Hub {
                     config::Durability::Always => embedded::Durability::Always,
                     config::Durability::Batched => embedded::Durability::Batched { flush: config.flush_ms },
                 };
-                Arc::new(EmbeddedLog::open(&config.data_dir, router.clone(), retention, durability).await?)
+                let settings = embedded::Settings {
+                    ring_events: config.memory.ring_events,
+                    ring_bytes: config.memory.ring_bytes,
+                    cache_bytes: config.memory.store_cache_bytes,
+                    ..embedded::Settings::new(retention, durability)
+                };
+                Arc::new(EmbeddedLog::open(&config.data_dir, router.clone(), settings).await?)
             }
         };
         Ok(Arc::new(Self { config, router, log, metrics, lifecycle, auth, publish_rate, tls }))

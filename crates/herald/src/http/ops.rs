@@ -22,7 +22,8 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /ready`: 200 `ready` with the number of open streams; 503 `starting` or `draining`.
+/// `GET /ready`: 200 `ready` with the number of open streams; 503 `starting` or `draining`, or
+/// `log_full` / `log_unavailable` while the event log cannot store publishes.
 pub async fn ready(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     let mut phase = hub.lifecycle.phase();
     // A source that has not completed its first list keeps the node `starting`.
@@ -34,6 +35,18 @@ pub async fn ready(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     let mut body = json!({ "status": phase.as_str(), "clients": hub.lifecycle.clients() });
     if !waiting.is_empty() {
         body["waiting_for"] = json!(waiting);
+    }
+    // A log that cannot store publishes (a full or failing disk) makes a ready node not ready,
+    // with the reason; streams and replay still work, so a draining or starting node keeps
+    // its own status.
+    if let (Phase::Ready, Err(e)) = (phase, hub.log.writable()) {
+        let reason = match e {
+            crate::log::Error::Full(_) => "log_full",
+            _ => "log_unavailable",
+        };
+        body["status"] = json!(reason);
+        body["detail"] = json!(e.to_string());
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
     (status, Json(body))
 }

@@ -19,9 +19,23 @@
 //! Every change (a group of appends with its retention trim, or an expiry) is one redb write
 //! transaction, so it is on disk entirely or not at all. With [`Durability::Always`] the
 //! transaction is fsynced before any append in it is answered: an answered append survives a
-//! kill -9 or a power cut. With [`Durability::Batched`] appends are answered after a commit that
-//! is not yet fsynced, and an fsyncing commit follows within the flush interval and at close; a
-//! crash loses at most that interval, and never leaves a half-written batch.
+//! kill -9 or a power cut. With [`Durability::Batched`] a group is first written to the journal
+//! (`DIR/herald.journal`, see [`journal`](super::journal): one `write`, no fsync), then
+//! committed to redb without an fsync, and then answered; an fsyncing commit follows within the
+//! flush interval and at close, and empties the journal. Opening the log replays what the
+//! journal holds beyond redb. So a crash of the process (kill -9, a panic, the OOM killer)
+//! loses nothing answered in either mode; only a crash of the operating system may cost
+//! `Batched` up to the flush interval. Neither leaves a half-written batch.
+//!
+//! # A full or failing disk
+//! A write that fails for lack of space answers [`Error::Full`] (507), any other I/O failure
+//! [`Error::Unavailable`] (503), and nothing of that group is answered as stored. The log is
+//! then *broken*: [`EventLog::writable`] says why (`/ready` turns 503), later appends are
+//! refused at once with the same error, and the writer tries to recover about once a second:
+//! it reopens the redb file (after an I/O error redb refuses every later write until it is
+//! reopened), replays the journal into it, and proves the disk takes writes with a small
+//! fsynced write. Once that succeeds, appends go through again, without a restart. Each change
+//! of state is logged once, not each retry.
 //!
 //! # Group commit
 //! One writer thread owns all writes (redb is blocking, so it never runs on the async runtime).
@@ -43,6 +57,10 @@
 //! changed only by the writer, after its commit, so the two never disagree about what exists.
 //! Older positions are read from redb.
 //!
+//! # Memory
+//! What the log holds in memory is bounded by [`Settings`]: the ring (events and bytes), the
+//! keyed state (one entry per live key), and redb's page cache.
+//!
 //! # Closing
 //! [`EventLog::close`] lets the writer finish what is queued, makes an fsyncing commit, and
 //! releases the file; later appends get [`Error::Closed`]. Dropping the log does the same,
@@ -50,7 +68,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Display;
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -62,6 +80,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 use serde_json::value::RawValue;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::journal::{self, Journal};
 use super::memory::Retention;
 use super::{Error, EventLog, Resume, Snapshot};
 use crate::event::{now_ms, Draft, Event, EventId, IdClock};
@@ -93,7 +112,9 @@ const MAX_QUEUED: usize = 4096;
 const MAX_GROUP_EVENTS: usize = 16_384;
 /// redb's page cache. Replay of recent history is served from the ring, so this mostly serves
 /// older replays and the B-tree's inner pages.
-const CACHE_BYTES: usize = 256 << 20;
+pub const CACHE_BYTES: usize = 64 << 20;
+/// How often a broken log tries to recover (see the module docs).
+const RECOVER_EVERY: Duration = Duration::from_secs(1);
 
 const EVENTS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("events");
 const STATE: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("state");
@@ -101,6 +122,8 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const META_FORMAT: &str = "format";
 const META_VERSION: &str = "version";
 const META_TRIMMED: &str = "trimmed_through";
+/// Written by a recovering log to prove the disk takes writes again.
+const META_PROBE: &str = "probe";
 
 /// When an appended batch counts as durable (SPEC §5 `durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,14 +138,40 @@ pub enum Durability {
     },
 }
 
-/// How much the in-memory ring keeps; tests shrink it to exercise the disk paths.
+/// How an [`EmbeddedLog`] is opened: how much it keeps, in memory and on disk, and when an
+/// append counts as durable.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How much history the log keeps.
+    pub retention: Retention,
+    /// When an append is answered.
+    pub durability: Durability,
+    /// The most events the in-memory replay ring keeps (at least 1).
+    pub ring_events: usize,
+    /// The most bytes (payloads and frames, roughly) the ring keeps.
+    pub ring_bytes: usize,
+    /// The bytes of redb's page cache.
+    pub cache_bytes: usize,
+}
+
+impl Settings {
+    /// `retention` and `durability`, with the default memory sizes ([`RING_EVENTS`],
+    /// [`RING_BYTES`], [`CACHE_BYTES`]).
+    pub fn new(retention: Retention, durability: Durability) -> Self {
+        Self { retention, durability, ring_events: RING_EVENTS, ring_bytes: RING_BYTES, cache_bytes: CACHE_BYTES }
+    }
+
+    fn ring(&self) -> RingLimits {
+        RingLimits { events: self.ring_events.max(1), bytes: self.ring_bytes }
+    }
+}
+
+/// How much the in-memory ring keeps.
 #[derive(Debug, Clone, Copy)]
 struct RingLimits {
     events: usize,
     bytes: usize,
 }
-
-const DEFAULT_RING: RingLimits = RingLimits { events: RING_EVENTS, bytes: RING_BYTES };
 
 /// The durable [`EventLog`] of a node without a cluster backplane. See the module docs.
 pub struct EmbeddedLog {
@@ -150,6 +199,8 @@ struct Shared {
     router: Arc<Router>,
     /// Write transactions committed, for tests and the throughput figures.
     commits: AtomicU64,
+    /// Why appends are refused, while the store cannot be written (see the module docs).
+    trouble: Mutex<Option<Failed>>,
 }
 
 /// What is known in memory about the store; changed only by the writer, after a commit.
@@ -188,6 +239,61 @@ struct Applied {
     trimmed: Option<EventId>,
 }
 
+/// A write that failed, and whether the disk was the reason.
+#[derive(Debug, Clone)]
+struct Failed {
+    cause: Cause,
+    detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// No space (or quota) left: 507.
+    Full,
+    /// Another I/O failure: 503, and the file must be reopened.
+    Disk,
+    /// Not the disk (a record that cannot be stored): 500 for that request alone.
+    Other,
+}
+
+impl Failed {
+    fn redb(context: &str, e: impl Into<redb::Error>) -> Self {
+        let e = e.into();
+        let cause = match &e {
+            redb::Error::Io(io) => Self::io_cause(io),
+            redb::Error::PreviousIo => Cause::Disk,
+            _ => Cause::Other,
+        };
+        Self { cause, detail: format!("{context}: {e}") }
+    }
+
+    fn io(context: &str, e: &std::io::Error) -> Self {
+        Self { cause: Self::io_cause(e), detail: format!("{context}: {e}") }
+    }
+
+    fn io_cause(e: &std::io::Error) -> Cause {
+        use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+        if matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge) {
+            Cause::Full
+        } else {
+            Cause::Disk
+        }
+    }
+
+    fn other(detail: String) -> Self {
+        Self { cause: Cause::Other, detail }
+    }
+
+    /// What the publisher is answered.
+    fn error(&self) -> Error {
+        match self.cause {
+            Cause::Full => Error::Full(self.detail.clone()),
+            Cause::Disk => Error::Unavailable(self.detail.clone()),
+            Cause::Other => Error::Storage(self.detail.clone()),
+        }
+    }
+}
+
 fn storage(context: &str) -> impl Fn(&dyn Display) -> String + '_ {
     move |e| format!("{context}: {e}")
 }
@@ -208,18 +314,16 @@ impl EmbeddedLog {
     /// Opens (or creates) the log in `dir`, restoring its events, keyed state and id clock, and
     /// starts its writer thread. The blocking work runs off the async runtime.
     ///
+    /// A journal left by a batched run (even when this one runs with [`Durability::Always`]) is
+    /// replayed into the store first: see the module docs.
+    ///
     /// # Errors
     /// [`Error::Storage`] when the directory cannot be created, the file is in use by another
-    /// process, is not a Herald data file or is corrupted (it is then left untouched), or a
-    /// stored record cannot be decoded.
-    pub async fn open(
-        dir: &Path,
-        router: Arc<Router>,
-        retention: Retention,
-        durability: Durability,
-    ) -> Result<Self, Error> {
+    /// process, is not a Herald data file or is corrupted (it is then left untouched), a
+    /// stored record cannot be decoded, or the journal cannot be read or replayed.
+    pub async fn open(dir: &Path, router: Arc<Router>, settings: Settings) -> Result<Self, Error> {
         let dir = dir.to_owned();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&dir, router, retention, durability))
+        tokio::task::spawn_blocking(move || Self::open_blocking(&dir, router, settings))
             .await
             .map_err(|e| Error::Storage(format!("opening the event log failed: {e}")))?
     }
@@ -228,51 +332,55 @@ impl EmbeddedLog {
     ///
     /// # Errors
     /// As [`EmbeddedLog::open`].
-    pub fn open_blocking(
-        dir: &Path,
-        router: Arc<Router>,
-        retention: Retention,
-        durability: Durability,
-    ) -> Result<Self, Error> {
-        Self::open_with(dir, router, retention, durability, DEFAULT_RING)
-    }
-
-    fn open_with(
-        dir: &Path,
-        router: Arc<Router>,
-        retention: Retention,
-        durability: Durability,
-        limits: RingLimits,
-    ) -> Result<Self, Error> {
+    pub fn open_blocking(dir: &Path, router: Arc<Router>, settings: Settings) -> Result<Self, Error> {
         let path = dir.join(FILE_NAME);
-        let db = open_database(dir, &path)?;
-        let (view, last) = load(&db, &path, limits)?;
-        tracing::info!(
-            path = %path.display(),
-            events = view.count,
-            keys = view.state.len(),
-            trimmed_through = ?view.trimmed_through,
-            "opened the event log"
-        );
+        let db = open_database(dir, &path, settings.cache_bytes)?;
+        let (view, last) = load(&db, &path, settings.ring())?;
         let db = Arc::new(db);
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db.clone())),
             view: RwLock::new(view),
             router,
             commits: AtomicU64::new(0),
+            trouble: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            db,
+        let mut writer = Writer {
+            db: Some(db),
+            dir: dir.to_owned(),
+            settings,
             shared: shared.clone(),
             rx,
             clock: IdClock::after(last.unwrap_or_default()),
-            retention,
-            durability,
             unsynced_since: None,
-            record: Vec::new(),
+            journal: None,
+            broken: None,
+            records: Vec::new(),
+            spans: Vec::new(),
             state_record: Vec::new(),
         };
+        let batched = matches!(settings.durability, Durability::Batched { .. });
+        if batched || Journal::exists(dir) {
+            let replayed = writer.open_journal(last).map_err(|f| Error::Storage(f.detail))?;
+            if !batched {
+                // Replayed into a durable store: a node running `always` needs no journal.
+                writer.journal = None;
+                let _ = std::fs::remove_file(dir.join(journal::FILE_NAME));
+            }
+            if replayed > 0 {
+                tracing::warn!(events = replayed, "replayed answered events from the journal (the node had stopped without its last flush)");
+            }
+        }
+        {
+            let view = read_lock(&shared.view);
+            tracing::info!(
+                path = %path.display(),
+                events = view.count,
+                keys = view.state.len(),
+                trimmed_through = ?view.trimmed_through,
+                "opened the event log"
+            );
+        }
         let handle = std::thread::Builder::new()
             .name("herald-log-writer".into())
             .spawn(move || writer.run())
@@ -283,7 +391,7 @@ impl EmbeddedLog {
             slots: Arc::new(Semaphore::new(MAX_QUEUED)),
             writer: Mutex::new(Some(handle)),
             path,
-            retention,
+            retention: settings.retention,
         })
     }
 
@@ -330,7 +438,7 @@ impl Drop for EmbeddedLog {
 }
 
 /// Opens the database file, creating it only where none (or an empty file) exists.
-fn open_database(dir: &Path, path: &Path) -> Result<redb::Database, Error> {
+fn open_database(dir: &Path, path: &Path, cache_bytes: usize) -> Result<redb::Database, Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Storage(format!("cannot create the data directory {}: {e}", dir.display())))?;
     let fresh = match std::fs::metadata(path) {
@@ -345,7 +453,7 @@ fn open_database(dir: &Path, path: &Path) -> Result<redb::Database, Error> {
         ))
     };
     let mut builder = redb::Builder::new();
-    builder.set_cache_size(CACHE_BYTES);
+    builder.set_cache_size(cache_bytes);
     // `create` would initialise an empty file but refuses anything else; `open` never
     // initialises. redb documents that opening a file damaged outside redb may panic, so a
     // panic is caught and reported like any other corruption.
@@ -632,19 +740,35 @@ fn resume_disk(db: &redb::Database, id: EventId) -> Result<Resume, Error> {
     })
 }
 
-/// The one thread that writes. See the module docs for group commit and ordering.
+/// The one thread that writes. See the module docs for group commit, ordering and recovery.
 struct Writer {
-    db: Arc<redb::Database>,
+    /// `None` only while a broken store is being reopened.
+    db: Option<Arc<redb::Database>>,
+    dir: PathBuf,
+    settings: Settings,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Request>,
     clock: IdClock,
-    retention: Retention,
-    durability: Durability,
     /// When the oldest commit not yet fsynced was made (batched durability only).
     unsynced_since: Option<Instant>,
-    /// Scratch buffers reused across events.
-    record: Vec<u8>,
+    /// Batched durability only: what was answered since the last fsyncing commit.
+    journal: Option<Journal>,
+    /// Set while the store cannot be written.
+    broken: Option<Broken>,
+    /// The records of the group being written, back to back, and each event's range in it.
+    records: Vec<u8>,
+    spans: Vec<Range<usize>>,
+    /// Scratch buffer for a `state` value (id + record).
     state_record: Vec<u8>,
+}
+
+/// Why and since when the store cannot be written.
+struct Broken {
+    failed: Failed,
+    /// redb refuses writes after an I/O error until the file is reopened.
+    reopen: bool,
+    /// The next recovery attempt.
+    retry_at: Instant,
 }
 
 struct Pending {
@@ -659,8 +783,8 @@ impl Writer {
         loop {
             let Some(request) = stashed.take().or_else(|| self.next_request()) else {
                 // Every sender is gone: the log was dropped without `close`.
-                if let Err(e) = self.sync() {
-                    tracing::error!(error = %e, "final flush of the event log failed");
+                if let Err(e) = self.finish() {
+                    tracing::error!(error = %e.detail, "final flush of the event log failed; the journal keeps what was answered");
                 }
                 break;
             };
@@ -684,10 +808,14 @@ impl Writer {
                     self.append(group);
                 }
                 Request::Expire { before_ms, reply } => {
-                    let _ = reply.send(self.expire(before_ms).map_err(Error::Storage));
+                    let result = match self.usable() {
+                        Ok(()) => self.expire(before_ms).map_err(|f| self.fail(f)),
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(result);
                 }
                 Request::Close { reply } => {
-                    let _ = reply.send(self.sync().map_err(Error::Storage));
+                    let _ = reply.send(self.finish().map_err(|f| f.error()));
                     break;
                 }
             }
@@ -696,14 +824,16 @@ impl Writer {
         write_lock(&self.shared.db).take();
     }
 
-    /// The next request, making the fsyncing commit batched durability owes while waiting.
-    /// `None` when every sender is gone.
+    /// The next request, making the fsyncing commit batched durability owes, or the recovery
+    /// attempt a broken store is due, while waiting. `None` when every sender is gone.
     fn next_request(&mut self) -> Option<Request> {
         loop {
-            let (Some(since), Durability::Batched { flush }) = (self.unsynced_since, self.durability) else {
-                return self.rx.recv().ok();
+            let due = match (&self.broken, self.unsynced_since, self.settings.durability) {
+                (Some(broken), _, _) => broken.retry_at,
+                (None, Some(since), Durability::Batched { flush }) => since + flush,
+                _ => return self.rx.recv().ok(),
             };
-            let wait = (since + flush).saturating_duration_since(Instant::now());
+            let wait = due.saturating_duration_since(Instant::now());
             if !wait.is_zero() {
                 match self.rx.recv_timeout(wait) {
                     Ok(request) => return Some(request),
@@ -711,43 +841,237 @@ impl Writer {
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                 }
             }
-            if let Err(e) = self.sync() {
-                tracing::error!(error = %e, "flushing the event log failed; retrying");
-                // Try again one interval later rather than spinning.
-                self.unsynced_since = Some(Instant::now());
+            if self.broken.is_some() {
+                self.recover();
+            } else if let Err(f) = self.sync() {
+                self.fail(f);
             }
         }
     }
 
+    /// The final flush, at close or drop: recovers first when the store is broken.
+    fn finish(&mut self) -> Result<(), Failed> {
+        if self.broken.is_some() {
+            self.recover();
+        }
+        match &self.broken {
+            Some(broken) => Err(broken.failed.clone()),
+            None => self.sync(),
+        }
+    }
+
+    /// `Ok` when the store can be written now, trying to recover first if that is due;
+    /// otherwise the error to answer with, at once.
+    fn usable(&mut self) -> Result<(), Error> {
+        if self.broken.as_ref().is_some_and(|b| Instant::now() >= b.retry_at) {
+            self.recover();
+        }
+        match &self.broken {
+            Some(broken) => Err(broken.failed.error()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes in a failed write: a disk failure breaks the store (logged once per change of
+    /// state), anything else fails that request alone. Returns what to answer.
+    fn fail(&mut self, failed: Failed) -> Error {
+        let error = failed.error();
+        if failed.cause == Cause::Other {
+            tracing::error!(error = %failed.detail, "appending to the event log failed");
+            return error;
+        }
+        let changed = self.broken.as_ref().is_none_or(|b| b.failed.cause != failed.cause);
+        if changed {
+            tracing::error!(
+                error = %failed.detail,
+                full = failed.cause == Cause::Full,
+                "the event log cannot write: publishes are refused and /ready is 503 until it can; \
+                 retrying every second"
+            );
+        }
+        *lock(&self.shared.trouble) = Some(failed.clone());
+        self.broken = Some(Broken { failed, reopen: true, retry_at: Instant::now() + RECOVER_EVERY });
+        error
+    }
+
+    /// One recovery attempt: reopen the file if redb needs it, then prove the disk takes a
+    /// write. See the module docs.
+    fn recover(&mut self) {
+        let Some(broken) = self.broken.as_mut() else { return };
+        broken.retry_at = Instant::now() + RECOVER_EVERY;
+        let reopen = broken.reopen;
+        let attempt = if reopen { self.reopen() } else { Ok(()) };
+        if let Some(broken) = self.broken.as_mut() {
+            broken.reopen = reopen && attempt.is_err();
+        }
+        match attempt.and_then(|()| self.probe()) {
+            Ok(()) => {
+                tracing::info!("the event log can write again: publishes are accepted");
+                self.broken = None;
+                *lock(&self.shared.trouble) = None;
+            }
+            Err(failed) => {
+                let Some(broken) = self.broken.as_mut() else { return };
+                // A reopen that fails on a full disk may say only "storage error": keep "full".
+                let cause = if failed.cause == Cause::Other { broken.failed.cause } else { failed.cause };
+                if cause != broken.failed.cause {
+                    tracing::error!(error = %failed.detail, "the event log still cannot write");
+                }
+                broken.failed = Failed { cause, detail: failed.detail };
+                if failed.cause != Cause::Other {
+                    broken.reopen = true;
+                }
+                *lock(&self.shared.trouble) = Some(broken.failed.clone());
+            }
+        }
+    }
+
+    /// Closes the redb handle and opens the file again, then replays the journal into it (redb
+    /// forgets the commits it had not fsynced when it is closed after an I/O error).
+    fn reopen(&mut self) -> Result<(), Failed> {
+        let path = self.dir.join(FILE_NAME);
+        write_lock(&self.shared.db).take();
+        self.db = None;
+        let reopening = |e: Error| Failed { cause: Cause::Other, detail: format!("reopening the event log: {e}") };
+        let db = open_database(&self.dir, &path, self.settings.cache_bytes).map_err(reopening)?;
+        let (_, stored) = load(&db, &path, RingLimits { events: 1, bytes: 0 }).map_err(reopening)?;
+        self.db = Some(Arc::new(db));
+        self.unsynced_since = None;
+        let entries = match self.journal.as_mut() {
+            Some(journal) => journal.entries().map_err(|e| Failed::io("reading the journal", &e))?,
+            None => Vec::new(),
+        };
+        let events = self.replay(entries, stored)?;
+        let head = events.last().map(|e| e.id).or(stored);
+        let expected = read_lock(&self.shared.view).head();
+        if head < expected {
+            tracing::error!(
+                stored = ?head,
+                answered = ?expected,
+                "after reopening, the event log holds less than was answered"
+            );
+        }
+        *write_lock(&self.shared.db) = self.db.clone();
+        tracing::info!(replayed = events.len(), "reopened the event log");
+        Ok(())
+    }
+
+    /// Whether the disk takes writes: an fsynced write of the journal's probe (batched) and a
+    /// durable redb commit that changes a page (which also makes every earlier commit durable).
+    fn probe(&mut self) -> Result<(), Failed> {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.probe().map_err(|e| Failed::io("writing to the data directory", &e))?;
+        }
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| Failed::redb("probing", e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| Failed::redb("probing", e))?;
+            meta.insert(META_PROBE, now_ms().to_le_bytes().as_slice()).map_err(|e| Failed::redb("probing", e))?;
+        }
+        txn.commit().map_err(|e| Failed::redb("probing", e))?;
+        self.committed(true);
+        Ok(())
+    }
+
+    fn db(&self) -> Result<Arc<redb::Database>, Failed> {
+        self.db.clone().ok_or_else(|| Failed { cause: Cause::Disk, detail: "the event log is being reopened".into() })
+    }
+
+    /// At open: reads the journal and stores what it holds beyond redb (`stored`, the newest id
+    /// redb has) durably, into the view too. Returns how many events it replayed.
+    fn open_journal(&mut self, stored: Option<EventId>) -> Result<usize, Failed> {
+        let (journal, entries) =
+            Journal::open(&self.dir).map_err(|e| Failed::io(&format!("opening {}", journal::FILE_NAME), &e))?;
+        self.journal = Some(journal);
+        let events = self.replay(entries, stored)?;
+        if let Some(last) = events.last() {
+            // Only at start, and only after a crash: read the view again rather than repeat
+            // what the replay's commit did to it (retention included).
+            self.clock = IdClock::after(last.id);
+            let (view, _) = load(&*self.db()?, &self.dir.join(FILE_NAME), self.settings.ring())
+                .map_err(|e| Failed::other(e.to_string()))?;
+            *write_lock(&self.shared.view) = view;
+        }
+        Ok(events.len())
+    }
+
+    /// Stores the journal's entries newer than `stored` in one durable commit, then empties the
+    /// journal. Returns the events stored.
+    fn replay(&mut self, entries: Vec<journal::Entry>, stored: Option<EventId>) -> Result<Vec<Arc<Event>>, Failed> {
+        let mut events: Vec<Arc<Event>> = Vec::new();
+        for (id, record) in entries {
+            // Older entries are already in redb; ids must keep increasing, or the rest is the
+            // remains of an earlier generation of the file.
+            if Some(id) <= stored || events.last().is_some_and(|e| e.id >= id) {
+                continue;
+            }
+            let event = decode_record(id, &record).map_err(|e| Failed::other(format!("replaying the journal: {e}")))?;
+            events.push(Arc::new(event));
+        }
+        if events.is_empty() {
+            self.durable();
+            return Ok(events);
+        }
+        let batches = [events];
+        self.encode(&batches)?;
+        self.write(&batches, true)?;
+        self.committed(true);
+        let [events] = batches;
+        Ok(events)
+    }
+
     /// Whether the next commit must be fsynced.
     fn immediate(&self) -> bool {
-        match self.durability {
+        match self.settings.durability {
             Durability::Always => true,
             Durability::Batched { flush } => self.unsynced_since.is_some_and(|t| t.elapsed() >= flush),
         }
     }
 
+    /// Notes a commit; after an fsyncing one, everything is durable and the journal is emptied.
     fn committed(&mut self, immediate: bool) {
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
-        if immediate {
-            self.unsynced_since = None;
-        } else if self.unsynced_since.is_none() {
-            self.unsynced_since = Some(Instant::now());
+        if !immediate {
+            if self.unsynced_since.is_none() {
+                self.unsynced_since = Some(Instant::now());
+            }
+            return;
+        }
+        self.durable();
+    }
+
+    /// Everything committed is fsynced: the journal is no longer needed.
+    fn durable(&mut self) {
+        self.unsynced_since = None;
+        if let Some(journal) = self.journal.as_mut() {
+            if journal.len() > 0 {
+                if let Err(e) = journal.clear() {
+                    // Harmless: what it holds is in redb, and replay skips it.
+                    tracing::warn!(error = %e, path = %journal.path().display(), "cannot empty the journal");
+                }
+            }
         }
     }
 
     /// Makes every commit so far durable (an empty fsyncing commit), if any is not yet.
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&mut self) -> Result<(), Failed> {
         if self.unsynced_since.is_none() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(|e| storage("flushing")(&e))?;
-        txn.commit().map_err(|e| storage("flushing")(&e))?;
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| Failed::redb("flushing", e))?;
+        txn.commit().map_err(|e| Failed::redb("flushing", e))?;
         self.committed(true);
         Ok(())
     }
 
     fn append(&mut self, group: Vec<Pending>) {
+        if let Err(e) = self.usable() {
+            for pending in group {
+                let _ = pending.reply.send(Err(e.clone()));
+            }
+            return;
+        }
         let immediate = self.immediate();
         let mut batches = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
@@ -757,7 +1081,7 @@ impl Writer {
             batches.push(events);
             replies.push((pending.reply, pending.slot));
         }
-        match self.write(&batches, immediate) {
+        match self.store(&batches, immediate) {
             Ok(applied) => {
                 self.committed(immediate);
                 let all: Vec<Arc<Event>> = batches.iter().flatten().cloned().collect();
@@ -772,81 +1096,117 @@ impl Writer {
                     let _ = reply.send(Ok(events));
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "appending to the event log failed");
+            Err(failed) => {
+                let e = self.fail(failed);
                 for (reply, _slot) in replies {
-                    let _ = reply.send(Err(Error::Storage(e.clone())));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
     }
 
-    /// Writes a group of batches and the retention trim in one transaction and commits it.
-    fn write(&mut self, batches: &[Vec<Arc<Event>>], immediate: bool) -> Result<Applied, String> {
-        let st = storage("appending");
-        let mut txn = self.db.begin_write().map_err(|e| st(&e))?;
+    /// Journals (batched, unless this commit is fsynced anyway) and writes a group; a failed
+    /// write takes its journal entries back, since nothing of the group is answered.
+    fn store(&mut self, batches: &[Vec<Arc<Event>>], immediate: bool) -> Result<Applied, Failed> {
+        self.encode(batches)?;
+        let mark = match self.journal.as_mut() {
+            Some(journal) if !immediate => {
+                let mark = journal.len();
+                let entries = batches.iter().flatten().zip(&self.spans).map(|(e, r)| (e.id, &self.records[r.clone()]));
+                journal.append(entries).map_err(|e| Failed::io("writing the journal", &e))?;
+                Some(mark)
+            }
+            _ => None,
+        };
+        let written = self.write(batches, immediate);
+        if let (Err(_), Some(mark), Some(journal)) = (&written, mark, self.journal.as_mut()) {
+            if let Err(e) = journal.truncate(mark) {
+                tracing::warn!(error = %e, "cannot take a failed group back out of the journal");
+            }
+        }
+        written
+    }
+
+    /// Encodes every event of the group into `records`, noting each one's range in `spans`.
+    fn encode(&mut self, batches: &[Vec<Arc<Event>>]) -> Result<(), Failed> {
+        self.records.clear();
+        self.spans.clear();
+        for event in batches.iter().flatten() {
+            let start = self.records.len();
+            encode_record(event, &mut self.records).map_err(Failed::other)?;
+            self.spans.push(start..self.records.len());
+        }
+        Ok(())
+    }
+
+    /// Writes a group of batches (already [`encode`](Self::encode)d) and the retention trim in
+    /// one transaction and commits it.
+    fn write(&mut self, batches: &[Vec<Arc<Event>>], immediate: bool) -> Result<Applied, Failed> {
+        let st = |e: redb::Error| Failed::redb("appending", e);
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(|e| st(e.into()))?;
         if !immediate {
-            txn.set_durability(redb::Durability::None).map_err(|e| st(&e))?;
+            txn.set_durability(redb::Durability::None).map_err(|e| st(e.into()))?;
         }
         let applied = {
-            let mut events = txn.open_table(EVENTS).map_err(|e| st(&e))?;
-            let mut state = txn.open_table(STATE).map_err(|e| st(&e))?;
-            for event in batches.iter().flatten() {
-                self.record.clear();
-                encode_record(event, &mut self.record)?;
-                events.insert(&event.id.to_bytes(), self.record.as_slice()).map_err(|e| st(&e))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| st(e.into()))?;
+            let mut state = txn.open_table(STATE).map_err(|e| st(e.into()))?;
+            for (event, span) in batches.iter().flatten().zip(&self.spans) {
+                let record = &self.records[span.clone()];
+                events.insert(&event.id.to_bytes(), record).map_err(|e| st(e.into()))?;
                 let Some(key) = event.key.as_deref() else { continue };
                 let pair = (event.topic.as_str(), key);
                 if event.tombstone {
-                    state.remove(pair).map_err(|e| st(&e))?;
+                    state.remove(pair).map_err(|e| st(e.into()))?;
                 } else {
                     self.state_record.clear();
                     self.state_record.extend_from_slice(&event.id.to_bytes());
-                    self.state_record.extend_from_slice(&self.record);
-                    state.insert(pair, self.state_record.as_slice()).map_err(|e| st(&e))?;
+                    self.state_record.extend_from_slice(record);
+                    state.insert(pair, self.state_record.as_slice()).map_err(|e| st(e.into()))?;
                 }
             }
-            let len = events.len().map_err(|e| st(&e))?;
-            let excess = len.saturating_sub(self.retention.max_events as u64);
+            let len = events.len().map_err(|e| st(e.into()))?;
+            let excess = len.saturating_sub(self.settings.retention.max_events as u64);
             let mut trimmed = None;
             for _ in 0..excess {
-                match events.pop_first().map_err(|e| st(&e))? {
+                match events.pop_first().map_err(|e| st(e.into()))? {
                     Some((k, _)) => trimmed = Some(EventId::from_bytes(*k.value())),
                     None => break,
                 }
             }
             if let Some(t) = trimmed {
-                let mut meta = txn.open_table(META).map_err(|e| st(&e))?;
-                meta.insert(META_TRIMMED, t.to_bytes().as_slice()).map_err(|e| st(&e))?;
+                let mut meta = txn.open_table(META).map_err(|e| st(e.into()))?;
+                meta.insert(META_TRIMMED, t.to_bytes().as_slice()).map_err(|e| st(e.into()))?;
             }
-            Applied { count: events.len().map_err(|e| st(&e))?, trimmed }
+            Applied { count: events.len().map_err(|e| st(e.into()))?, trimmed }
         };
-        txn.commit().map_err(|e| st(&e))?;
+        txn.commit().map_err(|e| st(e.into()))?;
         Ok(applied)
     }
 
     /// Deletes every event older than `before_ms` in one transaction.
-    fn expire(&mut self, before_ms: u64) -> Result<(), String> {
-        let st = storage("expiring");
+    fn expire(&mut self, before_ms: u64) -> Result<(), Failed> {
+        let st = |e: redb::Error| Failed::redb("expiring", e);
         let cutoff = EventId { ms: before_ms, seq: 0 }.to_bytes();
         let immediate = self.immediate();
-        let mut txn = self.db.begin_write().map_err(|e| st(&e))?;
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(|e| st(e.into()))?;
         if !immediate {
-            txn.set_durability(redb::Durability::None).map_err(|e| st(&e))?;
+            txn.set_durability(redb::Durability::None).map_err(|e| st(e.into()))?;
         }
         let applied = {
-            let mut events = txn.open_table(EVENTS).map_err(|e| st(&e))?;
-            let newest_expired = match events.range::<&[u8; 16]>(..&cutoff).map_err(|e| st(&e))?.next_back() {
-                Some(item) => EventId::from_bytes(*item.map_err(|e| st(&e))?.0.value()),
+            let mut events = txn.open_table(EVENTS).map_err(|e| st(e.into()))?;
+            let newest_expired = match events.range::<&[u8; 16]>(..&cutoff).map_err(|e| st(e.into()))?.next_back() {
+                Some(item) => EventId::from_bytes(*item.map_err(|e| st(e.into()))?.0.value()),
                 // Nothing to expire: no transaction to commit.
                 None => return Ok(()),
             };
-            events.retain_in::<&[u8; 16], _>(..&cutoff, |_, _| false).map_err(|e| st(&e))?;
-            let mut meta = txn.open_table(META).map_err(|e| st(&e))?;
-            meta.insert(META_TRIMMED, newest_expired.to_bytes().as_slice()).map_err(|e| st(&e))?;
-            Applied { count: events.len().map_err(|e| st(&e))?, trimmed: Some(newest_expired) }
+            events.retain_in::<&[u8; 16], _>(..&cutoff, |_, _| false).map_err(|e| st(e.into()))?;
+            let mut meta = txn.open_table(META).map_err(|e| st(e.into()))?;
+            meta.insert(META_TRIMMED, newest_expired.to_bytes().as_slice()).map_err(|e| st(e.into()))?;
+            Applied { count: events.len().map_err(|e| st(e.into()))?, trimmed: Some(newest_expired) }
         };
-        txn.commit().map_err(|e| st(&e))?;
+        txn.commit().map_err(|e| st(e.into()))?;
         self.committed(immediate);
         write_lock(&self.shared.view).apply(&[], &applied);
         Ok(())
@@ -915,6 +1275,10 @@ impl EventLog for EmbeddedLog {
             .map_err(|e| Error::Storage(format!("reading events: {e}")))?
     }
 
+    fn writable(&self) -> Result<(), Error> {
+        lock(&self.shared.trouble).as_ref().map_or(Ok(()), |failed| Err(failed.error()))
+    }
+
     async fn snapshot(&self, patterns: &[Pattern]) -> Result<Snapshot, Error> {
         let view = read_lock(&self.shared.view);
         Ok(Snapshot { events: view.state.snapshot(patterns), as_of: view.head() })
@@ -947,6 +1311,19 @@ mod tests {
     use crate::hub::Origin;
 
     const SMALL_RING: RingLimits = RingLimits { events: 2, bytes: usize::MAX };
+    const DEFAULT_RING: RingLimits = RingLimits { events: RING_EVENTS, bytes: RING_BYTES };
+
+    fn open_with(
+        dir: &Path,
+        router: Arc<Router>,
+        retention: Retention,
+        durability: Durability,
+        ring: RingLimits,
+    ) -> Result<EmbeddedLog, Error> {
+        let settings =
+            Settings { ring_events: ring.events, ring_bytes: ring.bytes, ..Settings::new(retention, durability) };
+        EmbeddedLog::open_blocking(dir, router, settings)
+    }
 
     fn draft(topic: &str, key: Option<&str>, tombstone: bool) -> Draft {
         let data = RawValue::from_string("1".into()).unwrap();
@@ -962,7 +1339,7 @@ mod tests {
     }
 
     fn open(dir: &Path, max_events: usize, ring: RingLimits) -> EmbeddedLog {
-        EmbeddedLog::open_with(dir, router(), retention(max_events), Durability::Always, ring).unwrap()
+        open_with(dir, router(), retention(max_events), Durability::Always, ring).unwrap()
     }
 
     async fn append(log: &EmbeddedLog, drafts: Vec<Draft>) -> Vec<EventId> {
@@ -1106,7 +1483,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let router = router();
         let mut sub = router.subscribe(vec!["**".parse().unwrap()], Origin { principal: "t".into(), remote: None });
-        let log = EmbeddedLog::open_with(dir.path(), router, retention(3), Durability::Always, DEFAULT_RING).unwrap();
+        let log = open_with(dir.path(), router, retention(3), Durability::Always, DEFAULT_RING).unwrap();
         let all = append(&log, (0..5).map(|i| draft(&format!("t/{i}"), None, false)).collect()).await;
         let got: Vec<EventId> = std::iter::from_fn(|| sub.try_recv()).map(|e| e.id).collect();
         assert_eq!(got, all);
@@ -1134,7 +1511,7 @@ mod tests {
         drop(log);
 
         // The public entry point, with every event past its age.
-        let log = EmbeddedLog::open_with(
+        let log = open_with(
             dir.path(),
             router(),
             Retention { max_events: 100, max_age: Duration::ZERO },
@@ -1166,7 +1543,7 @@ mod tests {
             let router = router();
             let mut sub = router.subscribe(vec!["**".parse().unwrap()], Origin { principal: "t".into(), remote: None });
             let log =
-                Arc::new(EmbeddedLog::open(dir.path(), router.clone(), retention(1000), durability).await.unwrap());
+                Arc::new(EmbeddedLog::open(dir.path(), router.clone(), Settings::new(retention(1000), durability)).await.unwrap());
             let tasks: Vec<_> = (0..50)
                 .map(|i| {
                     let log = log.clone();
@@ -1190,7 +1567,7 @@ mod tests {
             let commits = log.shared.commits.load(Ordering::Relaxed);
             println!("{durability:?}: 50 concurrent appends in {commits} commits");
             log.close().await.unwrap();
-            let log = EmbeddedLog::open(dir.path(), router, retention(1000), durability).await.unwrap();
+            let log = EmbeddedLog::open(dir.path(), router, Settings::new(retention(1000), durability)).await.unwrap();
             assert_eq!(ids(&read_all(&log).await), dispatched, "{durability:?}: durable after close");
         }
     }
@@ -1199,10 +1576,10 @@ mod tests {
     async fn batched_appends_are_kept_when_the_log_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let durability = Durability::Batched { flush: Duration::from_secs(60) };
-        let log = EmbeddedLog::open(dir.path(), router(), retention(100), durability).await.unwrap();
+        let log = EmbeddedLog::open(dir.path(), router(), Settings::new(retention(100), durability)).await.unwrap();
         let written = append(&log, vec![draft("a", None, false)]).await;
         drop(log);
-        let log = EmbeddedLog::open(dir.path(), router(), retention(100), durability).await.unwrap();
+        let log = EmbeddedLog::open(dir.path(), router(), Settings::new(retention(100), durability)).await.unwrap();
         assert_eq!(ids(&read_all(&log).await), written);
     }
 
@@ -1236,7 +1613,7 @@ mod tests {
             let path = dir.path().join(FILE_NAME);
             std::fs::write(&path, &garbage).unwrap();
             let msg =
-                storage_error(EmbeddedLog::open_blocking(dir.path(), router(), retention(10), Durability::Always));
+                storage_error(open_with(dir.path(), router(), retention(10), Durability::Always, DEFAULT_RING));
             assert!(msg.contains("is not a Herald data directory or is corrupted"), "{msg}");
             assert!(msg.contains(FILE_NAME), "{msg}");
             assert_eq!(std::fs::read(&path).unwrap(), garbage);
@@ -1254,7 +1631,7 @@ mod tests {
             txn.open_table(other).unwrap().insert(1, 2).unwrap();
             txn.commit().unwrap();
         }
-        let msg = storage_error(EmbeddedLog::open_blocking(dir.path(), router(), retention(10), Durability::Always));
+        let msg = storage_error(open_with(dir.path(), router(), retention(10), Durability::Always, DEFAULT_RING));
         assert!(msg.contains("is not a Herald data directory") && msg.contains("no Herald marker"), "{msg}");
         {
             let db = redb::Database::open(&path).unwrap();
@@ -1271,20 +1648,20 @@ mod tests {
             txn.open_table(META).unwrap().insert("format", b"something else".as_slice()).unwrap();
             txn.commit().unwrap();
         }
-        let msg = storage_error(EmbeddedLog::open_blocking(dir.path(), router(), retention(10), Durability::Always));
+        let msg = storage_error(open_with(dir.path(), router(), retention(10), Durability::Always, DEFAULT_RING));
         assert!(msg.contains("lacks Herald's format marker"), "{msg}");
 
         // A database with no table at all holds nothing to lose (a first open cut short).
         std::fs::remove_file(&path).unwrap();
         drop(redb::Database::create(&path).unwrap());
-        EmbeddedLog::open_blocking(dir.path(), router(), retention(10), Durability::Always).unwrap();
+        open_with(dir.path(), router(), retention(10), Durability::Always, DEFAULT_RING).unwrap();
     }
 
     #[test]
     fn a_file_in_use_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _log = open(dir.path(), 10, DEFAULT_RING);
-        let msg = storage_error(EmbeddedLog::open_blocking(dir.path(), router(), retention(10), Durability::Always));
+        let msg = storage_error(open_with(dir.path(), router(), retention(10), Durability::Always, DEFAULT_RING));
         assert!(msg.contains("in use"), "{msg}");
     }
 
@@ -1338,7 +1715,7 @@ mod tests {
             txn.open_table(EVENTS).unwrap().insert(&written[0].to_bytes(), b"\x01\x00junk".as_slice()).unwrap();
             txn.commit().unwrap();
         }
-        let msg = storage_error(EmbeddedLog::open_blocking(dir.path(), router(), retention(10), Durability::Always));
+        let msg = storage_error(open_with(dir.path(), router(), retention(10), Durability::Always, DEFAULT_RING));
         assert!(msg.contains("is corrupted"), "{msg}");
     }
 

@@ -13,6 +13,7 @@
 //! [`redis::RedisLog`] is the cluster log: one Redis Stream that every node appends to and tails.
 
 pub mod embedded;
+mod journal;
 pub mod memory;
 pub mod redis;
 
@@ -44,7 +45,7 @@ pub struct Snapshot {
 }
 
 /// Why the log could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The log is closed (the node is shutting down).
     #[error("the event log is closed")]
@@ -88,6 +89,15 @@ pub trait EventLog: Send + Sync + 'static {
     /// # Errors
     /// [`Error`] when the storage could not be read.
     async fn snapshot(&self, patterns: &[Pattern]) -> Result<Snapshot, Error>;
+
+    /// `Ok` while appends can be stored; otherwise why not ([`Error::Full`] or
+    /// [`Error::Unavailable`]), for `/ready`. Only a log that detects this itself overrides it.
+    ///
+    /// # Errors
+    /// The error an append would get now.
+    fn writable(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Drops events older than the retention age; called periodically.
     ///
