@@ -1583,6 +1583,63 @@ mod tests {
         assert_eq!(ids(&read_all(&log).await), written);
     }
 
+    /// What a crash leaves: redb holds some events durably, the journal holds some of those
+    /// again (the crash came between redb's fsync and the journal's truncation) and newer ones
+    /// (answered, never fsynced into redb), then a torn entry. Opening stores exactly the newer
+    /// ones, keyed state included, and empties the journal; a node switched to `always` replays
+    /// it too and removes it.
+    #[tokio::test]
+    async fn opening_replays_the_journal_beyond_what_redb_holds() {
+        for now in [Durability::Batched { flush: Duration::from_secs(60) }, Durability::Always] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path(), 100, DEFAULT_RING);
+            let stored = log.append(vec![draft("a/1", None, false), draft("a/2", Some("k"), false)]).await.unwrap();
+            log.close().await.unwrap();
+            drop(log);
+
+            let head = stored[1].id;
+            let newer: Vec<Event> = [draft("a/2", Some("k"), false), draft("a/4", Some("j"), false)]
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| Event::new(EventId { ms: head.ms + 1, seq: i as u64 }, d))
+                .collect();
+            let mut record = |e: &Event| {
+                let mut out = Vec::new();
+                encode_record(e, &mut out).unwrap();
+                out
+            };
+            let entries: Vec<(EventId, Vec<u8>)> =
+                stored.iter().map(|e| &**e).chain(&newer).map(|e| (e.id, record(e))).collect();
+            let (mut journal, _) = Journal::open(dir.path()).unwrap();
+            journal.append(entries[1..].iter().map(|(id, r)| (*id, r.as_slice()))).unwrap();
+            drop(journal);
+            let path = dir.path().join(journal::FILE_NAME);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+            std::fs::write(&path, bytes).unwrap();
+
+            let log = EmbeddedLog::open(dir.path(), router(), Settings::new(retention(100), now)).await.unwrap();
+            let expected: Vec<EventId> = stored.iter().map(|e| e.id).chain(newer.iter().map(|e| e.id)).collect();
+            assert_eq!(ids(&read_all(&log).await), expected, "{now:?}: each event once, in order");
+            let snap = log.snapshot(&["a/*".parse().unwrap()]).await.unwrap();
+            assert_eq!(ids(&snap.events), [newer[0].id, newer[1].id], "{now:?}: keyed state replayed");
+            let next = append(&log, vec![draft("a/5", None, false)]).await;
+            assert!(next[0] > newer[1].id, "{now:?}: ids continue after the replayed ones");
+            match now {
+                Durability::Always => assert!(!path.exists(), "an `always` node keeps no journal"),
+                Durability::Batched { .. } => {
+                    // The append after the replay is in the journal, alone.
+                    let (_, left) = Journal::open(dir.path()).unwrap();
+                    assert_eq!(left.iter().map(|e| e.0).collect::<Vec<_>>(), next);
+                }
+            }
+            log.close().await.unwrap();
+            drop(log);
+            let log = open(dir.path(), 100, SMALL_RING);
+            assert_eq!(ids(&read_all(&log).await).len(), expected.len() + 1, "{now:?}: durable after close");
+        }
+    }
+
     #[tokio::test]
     async fn closed_logs_refuse_writes() {
         let dir = tempfile::tempdir().unwrap();
