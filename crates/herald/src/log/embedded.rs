@@ -416,7 +416,14 @@ impl EmbeddedLog {
 
     /// The database while the log is open, for a read.
     fn db(&self) -> Result<Arc<redb::Database>, Error> {
-        read_lock(&self.shared.db).clone().ok_or(Error::Closed)
+        match read_lock(&self.shared.db).clone() {
+            Some(db) => Ok(db),
+            // The writer is reopening a broken store: a moment, not the end of the log.
+            None if lock(&self.requests).is_some() => {
+                Err(Error::Unavailable("the event log is being reopened after a disk failure".into()))
+            }
+            None => Err(Error::Closed),
+        }
     }
 
     /// Stops the writer (letting it flush) and waits for its thread.
