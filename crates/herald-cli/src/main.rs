@@ -119,9 +119,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // h2 warns once per connection it closes for flooding (the HTTP/2 rapid-reset pattern):
+    // megabytes a minute under attack. The server logs those at a bounded rate instead.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,herald=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,herald=info,h2=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -178,6 +181,11 @@ async fn serve(
     redis: Option<String>,
     demo: bool,
 ) -> anyhow::Result<()> {
+    // Every connection is a descriptor: the soft limit (often 1024) would cap the node far
+    // below what the hard limit allows. The hub derives its capacity from the raised limit.
+    if let Err(e) = herald::limits::raise_open_file_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit to its hard limit");
+    }
     let path = config.or_else(|| Some(PathBuf::from("herald.toml")).filter(|p| p.exists()));
     let mut config = herald::Config::load(path.as_deref(), std::env::vars())?;
     if let Some(listen) = listen {

@@ -5,6 +5,8 @@
 //! must replay every one of them, once, in order. `RELIABILITY_ROUNDS` (default 3) sets how many
 //! crash rounds each mode runs; RELIABILITY.md's figures come from larger values.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -13,6 +13,12 @@
 //! refused), its `exp` has not passed and its `nbf` has (both within `auth.leeway_s`), and its
 //! claims parse. `exp` is optional; a token without it does not expire.
 //!
+//! `exp`, `nbf` and `iat` are NumericDates (RFC 7519 §2): seconds since the epoch, which may
+//! have a fraction (`1893456000.5`). A fraction is accepted and rounded towards a shorter life,
+//! `exp` down and `nbf` up: less than a second, and never in the token's favour.
+//! Herald checks `exp` and `nbf` itself on the values it read (jsonwebtoken's own checks are
+//! off), so what is checked is exactly what [`Access::expires`] ends a stream by.
+//!
 //! # Claims
 //! - `sub`: the principal, shown in `/subscriptions` and used for per-principal limits.
 //! - `role`: `viewer` (subscribe to every topic), `publisher` (viewer, and publish to every
@@ -80,14 +86,14 @@ pub struct Claims {
     /// The principal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-    /// Expiry, in seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Expiry, in seconds since the Unix epoch (a fraction in a token is rounded down).
+    #[serde(default, deserialize_with = "numeric_date::down", skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
-    /// Not valid before, in seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Not valid before, in seconds since the Unix epoch (a fraction in a token is rounded up).
+    #[serde(default, deserialize_with = "numeric_date::up", skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
-    /// Issued at, in seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Issued at, in seconds since the Unix epoch (a fraction in a token is rounded down).
+    #[serde(default, deserialize_with = "numeric_date::down", skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
     /// The role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +101,64 @@ pub struct Claims {
     /// Per-topic grants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub herald: Option<TopicClaims>,
+}
+
+/// RFC 7519 NumericDates read as whole seconds: integers as they are, fractions rounded the way
+/// the field asks (see the module docs); negative, non-finite or out-of-range values, and
+/// anything but a number (or `null`, read as absent), are malformed.
+mod numeric_date {
+    use serde::de::{self, Deserializer, Visitor};
+
+    /// Fractions rounded down (`exp`, `iat`).
+    pub(super) fn down<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        deserializer.deserialize_option(Seconds { up: false })
+    }
+
+    /// Fractions rounded up (`nbf`).
+    pub(super) fn up<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        deserializer.deserialize_option(Seconds { up: true })
+    }
+
+    struct Seconds {
+        up: bool,
+    }
+
+    impl<'de> Visitor<'de> for Seconds {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a NumericDate: seconds since the Unix epoch, at least 0")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v).map(Some).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            let whole = if self.up { v.ceil() } else { v.floor() };
+            // `u64::MAX as f64` is 2^64, the first value that does not fit.
+            if !(0.0..u64::MAX as f64).contains(&whole) {
+                return Err(E::invalid_value(de::Unexpected::Float(v), &self));
+            }
+            Ok(Some(whole as u64))
+        }
+    }
 }
 
 /// Signs `claims` as an HS256 JWT with `secret` (what `herald token` prints).
@@ -308,9 +372,9 @@ impl Auth {
         };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
-        validation.leeway = config.leeway_s.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // `exp` and `nbf` are checked on the claims as Herald reads them (see the module docs).
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         // `exp` is optional (SPEC §6 names none as required); `aud` is not Herald's concern.
         validation.required_spec_claims.clear();
         validation.validate_aud = false;
@@ -341,8 +405,23 @@ impl Auth {
         let claims = jsonwebtoken::decode::<Claims>(token.as_bytes(), key, validation)
             .map_err(|e| ApiError::unauthorized(describe(e.kind())))?
             .claims;
+        check_times(&claims, self.leeway, SystemTime::now()).map_err(ApiError::unauthorized)?;
         Access::from_claims(&claims, self.leeway, remote).map_err(ApiError::unauthorized)
     }
+}
+
+/// Whether `claims` are valid at `now` by their `exp` and `nbf`, each given `leeway`: expired
+/// once `exp` + leeway is past, not yet valid while `nbf` − leeway is ahead (whole seconds).
+fn check_times(claims: &Claims, leeway: Duration, now: SystemTime) -> Result<(), &'static str> {
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let leeway = leeway.as_secs();
+    if claims.exp.is_some_and(|exp| exp.saturating_add(leeway) < now) {
+        return Err("the token has expired");
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err("the token is not valid yet (nbf)");
+    }
+    Ok(())
 }
 
 /// Loads a PEM public key (the text itself, or a path to it) and the algorithms its type implies.
@@ -374,8 +453,6 @@ fn public_key(source: &str) -> Result<(DecodingKey, Vec<Algorithm>), Error> {
 /// Why a token was refused, for the 401 detail; never the token itself.
 fn describe(kind: &ErrorKind) -> String {
     match kind {
-        ErrorKind::ExpiredSignature => "the token has expired".into(),
-        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)".into(),
         ErrorKind::InvalidSignature => "the token's signature does not verify".into(),
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
             "the token's algorithm is not the one this server's key uses".into()
@@ -579,5 +656,67 @@ mod tests {
         assert!(bad("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").contains("private"));
         assert!(bad("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").contains("not a PEM"));
         assert!(bad("/nonexistent/key.pem").contains("/nonexistent/key.pem"));
+    }
+
+    #[test]
+    fn numeric_dates_may_have_fractions() {
+        let claims: Claims =
+            serde_json::from_str(r#"{"exp": 1893456000.5, "nbf": 1700000000.25, "iat": 1700000000.75}"#).unwrap();
+        assert_eq!(
+            (claims.exp, claims.nbf, claims.iat),
+            (Some(1_893_456_000), Some(1_700_000_001), Some(1_700_000_000))
+        );
+        let claims: Claims = serde_json::from_str(r#"{"exp": 1893456000, "nbf": null}"#).unwrap();
+        assert_eq!((claims.exp, claims.nbf, claims.iat), (Some(1_893_456_000), None, None));
+        for bad in
+            [r#"{"exp": -1}"#, r#"{"exp": -0.5}"#, r#"{"nbf": 1e30}"#, r#"{"exp": "1893456000"}"#, r#"{"iat": true}"#]
+        {
+            assert!(serde_json::from_str::<Claims>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_are_checked_with_the_leeway() {
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        let at = |exp: Option<u64>, nbf: Option<u64>, leeway: u64| {
+            check_times(&Claims { exp, nbf, ..Claims::default() }, Duration::from_secs(leeway), now)
+        };
+        assert_eq!(at(None, None, 0), Ok(()));
+        assert_eq!(at(Some(1000), None, 0), Ok(()));
+        assert_eq!(at(Some(999), None, 0), Err("the token has expired"));
+        assert_eq!(at(Some(995), None, 5), Ok(()));
+        assert_eq!(at(Some(994), None, 5), Err("the token has expired"));
+        assert_eq!(at(Some(u64::MAX), None, 5), Ok(()), "no overflow");
+        assert_eq!(at(None, Some(1000), 0), Ok(()));
+        assert_eq!(at(None, Some(1001), 0), Err("the token is not valid yet (nbf)"));
+        assert_eq!(at(None, Some(1005), 5), Ok(()));
+        assert_eq!(at(None, Some(1006), 5), Err("the token is not valid yet (nbf)"));
+    }
+
+    #[test]
+    fn fractional_times_in_tokens_are_accepted_and_still_checked() {
+        let config =
+            AuthConfig { jwt_secret: Some(Secret::new("s")), leeway_s: Duration::ZERO, ..AuthConfig::default() };
+        let auth = Auth::new(&config).unwrap();
+        let now = jsonwebtoken::get_current_timestamp() as f64;
+        let sign = |claims: serde_json::Value| {
+            let token =
+                jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"s")).unwrap();
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+            auth.authenticate(&h, None, None)
+        };
+        let ok = sign(serde_json::json!({"role": "viewer", "exp": now + 60.5, "nbf": now - 10.5, "iat": now - 0.5}));
+        let expires = ok.unwrap().expires.unwrap();
+        assert_eq!(expires, UNIX_EPOCH + Duration::from_secs((now + 60.5).floor() as u64));
+        let expired = sign(serde_json::json!({"role": "viewer", "exp": now - 10.5})).unwrap_err();
+        assert_eq!((expired.status, expired.detail.as_str()), (StatusCode::UNAUTHORIZED, "the token has expired"));
+        let early = sign(serde_json::json!({"role": "viewer", "nbf": now + 60.5})).unwrap_err();
+        assert_eq!(
+            (early.status, early.detail.as_str()),
+            (StatusCode::UNAUTHORIZED, "the token is not valid yet (nbf)")
+        );
+        let negative = sign(serde_json::json!({"role": "viewer", "exp": -5})).unwrap_err();
+        assert_eq!(negative.status, StatusCode::UNAUTHORIZED);
     }
 }

@@ -156,7 +156,15 @@ impl Default for MemoryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Open streams this node accepts; beyond it, 503 with `Retry-After`.
+    /// Open streams this node accepts; beyond it, 503 with `Retry-After`. 0 (the default):
+    /// derived at start from the open-file limit (`RLIMIT_NOFILE`, which Herald raises to its
+    /// hard limit first). With a limit of L descriptors, R = L/8 (at least 64, at most 1024,
+    /// at most L/2) are kept for the store's files, Redis, Kubernetes and the runtime; the
+    /// other C = L − R are for client connections (one beyond them is answered 503 at once);
+    /// and the default is C minus a tenth of C (at least 16, or C/2 when less) kept for
+    /// publishers, probes and scrapers: L = 20,000 gives 17,079 streams, L = 1,024 gives 807.
+    /// A value above C cannot be held and is lowered to C, with a warning at start. Without a
+    /// known limit the default is 100,000.
     pub max_clients: usize,
     /// Open streams one principal may hold on this node (0: no limit); beyond it, 503 with
     /// `Retry-After`. The principal is the token's `sub`; without one (open mode, or a token
@@ -324,7 +332,8 @@ impl Default for RetentionConfig {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_clients: 100_000,
+            // Derived from the open-file limit at start (limits::Capacity).
+            max_clients: 0,
             max_clients_per_principal: 0,
             stream_queue: 1024,
             stream_queue_bytes: 8 << 20,

@@ -9,11 +9,29 @@
 //! auto builder then reads which protocol the client speaks, as on plaintext. Connections are watched
 //! by a [`GracefulShutdown`], which lets in-flight requests finish when the node stops
 //! accepting; whatever is left at `shutdown_timeout_s` is dropped with the accept loop.
+//!
+//! # Capacity
+//! Every connection holds a file descriptor. The accept loop counts client connections against
+//! [`Capacity::max_connections`] (derived from the open-file limit at [`Hub::open`]) and answers
+//! one beyond it with a 503 and closes it at once, so a connection is never left waiting in the
+//! kernel's backlog while the node cannot take it. Should the process still run out of
+//! descriptors (`EMFILE`, `ENFILE`: something other than clients used the reserve), the loop
+//! releases a spare descriptor it keeps for that moment, takes the waiting connection, answers
+//! it the same way, and takes the spare back; only when there is no spare to release does it
+//! pause, briefly, instead of failing the same accept in a busy loop.
+//!
+//! # Logging
+//! What clients do to their own connections (resets, timeouts, malformed requests, HTTP/2
+//! floods that hyper answers with GOAWAY) and connections refused at capacity are logged at
+//! most once per kind per ten seconds, with the count of those held back (`LogRate`): an
+//! abusive client cannot fill the disk through the log. h2's own per-connection warning of a
+//! reset flood is the binary's to silence (its default log filter does); the line that counts
+//! them is here.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -31,7 +49,7 @@ use crate::config::{self, Config, Storage};
 use crate::direct;
 use crate::event::{Draft, Event};
 use crate::hub::Router;
-use crate::limits::PublishRate;
+use crate::limits::{Capacity, LogRate, PublishRate};
 use crate::log::embedded::{self, EmbeddedLog};
 use crate::log::memory::{MemoryLog, Retention};
 use crate::log::redis::{self as redis_log, RedisLog};
@@ -57,6 +75,9 @@ pub struct Hub {
     pub publish_rate: Option<PublishRate>,
     /// TLS settings built from `[tls]` at open, so that a bad certificate fails the start.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// What the open-file limit lets this node hold; `config.limits.max_clients` is its
+    /// `max_clients`.
+    pub capacity: Capacity,
 }
 
 impl std::fmt::Debug for Hub {
@@ -66,14 +87,21 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Opens the configured event log and builds a hub on it.
+    /// Opens the configured event log and builds a hub on it, with `limits.max_clients` set
+    /// to what the process's open-file limit allows (see [`Capacity::derive`]).
     ///
     /// # Errors
     /// [`Error::Log`] when the embedded store cannot be opened (a foreign or corrupted data
     /// directory, a file in use by another process, a permission problem) or, in cluster mode,
     /// Redis cannot be reached; [`Error::Auth`] when the configured public key cannot be read
     /// or used; [`Error::Tls`] when the certificate or key cannot be read or used.
-    pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
+    pub async fn open(mut config: Config) -> Result<Arc<Self>, Error> {
+        let open_files = crate::limits::open_file_limit().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the open-file limit; connections are not capped");
+            None
+        });
+        let capacity = Capacity::derive(open_files, config.limits.max_clients);
+        config.limits.max_clients = capacity.max_clients;
         let auth = Auth::new(&config.auth)?;
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => Some(Arc::new(tls_config(cert, key)?)),
@@ -106,7 +134,7 @@ impl Hub {
                 Arc::new(EmbeddedLog::open(&config.data_dir, router.clone(), settings).await?)
             }
         };
-        Ok(Arc::new(Self { config, router, log, metrics, lifecycle, auth, publish_rate, tls }))
+        Ok(Arc::new(Self { config, router, log, metrics, lifecycle, auth, publish_rate, tls, capacity }))
     }
 
     /// Appends `drafts` as one batch and returns them as events with ids, once durable.
@@ -191,13 +219,42 @@ pub async fn serve(
     let app = crate::http::router(hub.clone());
     let stop_accepting = CancellationToken::new();
     let tls = hub.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let mut server = tokio::spawn(accept_loop(listener, app, hub.config.limits.clone(), tls, stop_accepting.clone()));
+    let capacity = hub.capacity;
+    let mut server = tokio::spawn(accept_loop(
+        listener,
+        app,
+        hub.config.limits.clone(),
+        capacity.max_connections,
+        tls,
+        stop_accepting.clone(),
+    ));
     let expiry = tokio::spawn(expire_periodically(hub.clone()));
     if hub.auth.is_open() {
         tracing::warn!(
             "authentication is OFF: anyone who can reach this node may subscribe, publish and list \
              subscriptions; set auth.jwt_secret or auth.jwt_public_key"
         );
+    }
+
+    if let Some(asked) = capacity.capped_from {
+        tracing::warn!(
+            asked,
+            max_clients = capacity.max_clients,
+            "limits.max_clients is more than the open-file limit lets this node hold; lowered \
+             (raise the hard RLIMIT_NOFILE, e.g. LimitNOFILE= or ulimit -Hn, to hold more)"
+        );
+    }
+    match capacity.open_files {
+        Some(open_files) => tracing::info!(
+            open_files,
+            reserve = capacity.reserve,
+            max_connections = capacity.max_connections,
+            max_clients = capacity.max_clients,
+            "capacity from the open-file limit"
+        ),
+        None => {
+            tracing::info!(max_clients = capacity.max_clients, "no open-file limit known; connections are not capped")
+        }
     }
 
     hub.lifecycle.set_ready();
@@ -257,10 +314,12 @@ async fn expire_periodically(hub: Arc<Hub>) {
 
 /// Accepts connections until `stop` is cancelled, then lets open ones finish; returns when all
 /// are gone. Aborting it drops every connection still open (the force phase of the drain).
+/// At most `max_connections` are served at once; one more is refused (see the module docs).
 async fn accept_loop(
     listener: TcpListener,
     app: axum::Router,
     limits: config::Limits,
+    max_connections: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) {
@@ -277,12 +336,15 @@ async fn accept_loop(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut spare = Spare::take();
+    let plaintext = tls.is_none();
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    accept_failed(e).await;
+                    accept_failed(e, &listener, &mut spare, plaintext).await;
                     continue;
                 }
             },
@@ -290,8 +352,24 @@ async fn accept_loop(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = stop.cancelled() => break,
         };
+        spare.restore();
+        let Some(slot) = Slot::take(&open, max_connections) else {
+            refuse(stream, plaintext);
+            if let Some(suppressed) = NOISE.admit(Noise::OverCapacity as usize) {
+                tracing::warn!(
+                    %remote,
+                    max_connections,
+                    suppressed,
+                    "refused a connection with 503: the node holds all the connections its open-file limit allows"
+                );
+            }
+            continue;
+        };
         let conn = connection(&builder, stream, tls.clone(), remote, app.clone(), &limits, &graceful, &stop);
-        connections.spawn(conn);
+        connections.spawn(async move {
+            let _slot = slot;
+            conn.await;
+        });
     }
     drop(listener);
     graceful.shutdown().await;
@@ -345,8 +423,15 @@ fn connection(
             let deadline = tokio::time::Instant::now() + head_timeout;
             match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => serve_io(&builder, stream, service, watcher, deadline, &first_request, remote).await,
-                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%remote, "closed a connection that did not finish its TLS handshake in time"),
+                Ok(Err(e)) => noise(Noise::Handshake, remote, Some(&e), "TLS handshake failed"),
+                Err(_) => {
+                    noise(
+                        Noise::Timeout,
+                        remote,
+                        None,
+                        "closed a connection that did not finish its TLS handshake in time",
+                    );
+                }
             }
         })
         .await;
@@ -380,11 +465,11 @@ async fn serve_direct(
         .await?;
         match head {
             Err(_) => {
-                tracing::debug!(%remote, "closed a connection that sent no request head in time");
+                noise(Noise::Timeout, remote, None, "closed a connection that sent no request head in time");
                 return None;
             }
             Ok(Err(e)) => {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
+                noise(Noise::Ended, remote, Some(&e), "connection ended with an error");
                 return None;
             }
             Ok(Ok(None)) => return None,
@@ -393,7 +478,7 @@ async fn serve_direct(
                     Ok(After::KeepAlive) => {}
                     Ok(After::Close) => return None,
                     Err(e) => {
-                        tracing::debug!(%remote, error = %e, "stream connection ended with an error");
+                        noise(Noise::Ended, remote, Some(&e), "stream connection ended with an error");
                         return None;
                     }
                 }
@@ -422,30 +507,377 @@ async fn serve_io<I, S>(
     let conn = watcher.watch(conn.into_owned());
     tokio::pin!(conn);
     tokio::select! {
-        result = &mut conn => return log_connection_end(result),
+        result = &mut conn => return connection_ended(result, remote),
         () = tokio::time::sleep_until(deadline) => {}
     }
     if !first_request.load(Ordering::Relaxed) {
-        tracing::debug!(%remote, "closed a connection that sent no request head in time");
+        noise(Noise::Timeout, remote, None, "closed a connection that sent no request head in time");
         return;
     }
-    log_connection_end(conn.await);
+    connection_ended(conn.await, remote);
 }
 
-fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
-    if let Err(e) = result {
-        // Resets, timeouts and malformed requests from clients: nothing for the operator.
-        tracing::debug!(error = %e, "connection ended with an error");
+/// Logs how a connection hyper served ended, when it ended with an error.
+fn connection_ended(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, remote: SocketAddr) {
+    let Err(e) = result else { return };
+    let (kind, message) = match classify(&*e) {
+        Noise::Flood => (Noise::Flood, "closed an HTTP/2 connection that flooded the node (GOAWAY ENHANCE_YOUR_CALM)"),
+        Noise::Protocol => (Noise::Protocol, "closed a connection that broke the HTTP protocol"),
+        Noise::Timeout => (Noise::Timeout, "closed a connection that timed out"),
+        other => (other, "connection ended with an error"),
+    };
+    noise(kind, remote, Some(&e), message);
+}
+
+/// What a connection error says about the client: h2 detecting a flood (it answers with GOAWAY
+/// `ENHANCE_YOUR_CALM`: the rapid-reset pattern, too many resets or CONTINUATION frames) or
+/// another protocol violation; hyper rejecting a malformed HTTP/1 request, or a timeout.
+fn classify(e: &(dyn std::error::Error + 'static)) -> Noise {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return match h2.reason() {
+                Some(h2::Reason::ENHANCE_YOUR_CALM) if h2.is_library() => Noise::Flood,
+                Some(reason) if h2.is_library() && reason != h2::Reason::NO_ERROR => Noise::Protocol,
+                _ => Noise::Ended,
+            };
+        }
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            if hyper.is_timeout() {
+                return Noise::Timeout;
+            }
+            if hyper.is_parse() || hyper.is_parse_too_large() {
+                return Noise::Protocol;
+            }
+        }
+        next = e.source();
+    }
+    Noise::Ended
+}
+
+/// The kinds of log lines clients can cause by the thousand, each let through at most once per
+/// [`NOISE`] period: floods and refused connections at `warn`, protocol violations at `info`,
+/// the ordinary ends (timeouts, resets, failed handshakes) at `debug`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Noise {
+    Flood,
+    Protocol,
+    OverCapacity,
+    OutOfDescriptors,
+    AcceptFailed,
+    Timeout,
+    Handshake,
+    Ended,
+}
+
+impl Noise {
+    /// How many kinds there are (`Ended` is the last).
+    const KINDS: usize = Self::Ended as usize + 1;
+}
+
+/// The log rate of every [`Noise`]: process-wide, like the log it protects.
+static NOISE: LogRate<{ Noise::KINDS }> = LogRate::new(Duration::from_secs(10));
+
+/// Logs one line of `kind` about a client connection, unless one was logged too recently; the
+/// line says how many were held back since the last.
+fn noise(kind: Noise, remote: SocketAddr, error: Option<&dyn std::fmt::Display>, message: &str) {
+    let Some(suppressed) = NOISE.admit(kind as usize) else { return };
+    let error = error.map(tracing::field::display);
+    match kind {
+        Noise::Flood => tracing::warn!(%remote, error, suppressed, "{message}"),
+        Noise::Protocol => tracing::info!(%remote, error, suppressed, "{message}"),
+        _ => tracing::debug!(%remote, error, suppressed, "{message}"),
     }
 }
 
-/// After a failed accept: connection-level errors are the client's; others (out of file
-/// descriptors) are worth a log line and a pause before trying again.
-async fn accept_failed(e: std::io::Error) {
+/// One client connection counted against `max_connections`; dropping it gives the place back.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place among `max` open connections, if one is free.
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Self(open.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a refused connection reads (SPEC §7: 503, JSON, `Retry-After`, `Connection: close`).
+static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let body = serde_json::json!({
+        "error": "too_many_connections",
+        "detail": "this node holds all the connections its open-file limit allows; retry later or elsewhere",
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
+
+/// Answers a connection the node cannot hold with [`REFUSAL`] and closes it, without waiting
+/// for anything: the accept loop calls it, and may be holding its last descriptor for it.
+/// Over TLS the connection is only closed (a 503 in plaintext would be garbage to the client).
+fn refuse(stream: TcpStream, plaintext: bool) {
+    use std::io::{Read, Write};
+    if !plaintext {
+        return;
+    }
+    let Ok(stream) = stream.into_std() else { return };
+    // Whatever of the request has arrived is read first: closing a socket with unread bytes
+    // sends a reset, which may reach the client before it reads the answer. One attempt each,
+    // non-blocking; a fresh socket's send buffer takes the answer whole, and if not, the close
+    // alone tells the client.
+    let _ = (&stream).read(&mut [0; 4096]);
+    let _ = (&stream).write(&REFUSAL);
+}
+
+/// A file descriptor held back for when the process has none left (see the module docs).
+struct Spare {
+    /// `/dev/null`, opened: a descriptor that holds nothing (libuv keeps the same for this).
+    file: Option<std::fs::File>,
+    /// Whether `/dev/null` could be opened at all (it may be missing in a bare container); if
+    /// not, nothing is held back, and running out of descriptors only pauses the accept loop.
+    available: bool,
+}
+
+impl Spare {
+    fn take() -> Self {
+        let file = Self::open();
+        Self { available: file.is_some(), file }
+    }
+
+    fn open() -> Option<std::fs::File> {
+        std::fs::File::open("/dev/null").ok()
+    }
+
+    /// Takes the descriptor back if it was released (cheap when it was not).
+    fn restore(&mut self) {
+        if self.available && self.file.is_none() {
+            self.file = Self::open();
+        }
+    }
+
+    /// Closes the descriptor, so one is free; `false` when there was none to close.
+    fn release(&mut self) -> bool {
+        self.file.take().is_some()
+    }
+}
+
+/// Whether an accept failed for want of file descriptors (the process's or the system's).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    // EMFILE and ENFILE have these numbers on Linux, macOS and the BSDs.
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    cfg!(unix) && matches!(e.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
+/// After a failed accept: connection-level errors are the client's. Out of descriptors, the
+/// spare is released to take the connection waiting behind the error and refuse it (then taken
+/// back); without a spare, and after any other error, the loop pauses before trying again
+/// rather than failing the same accept in a busy loop. Logged at a bounded rate.
+async fn accept_failed(e: std::io::Error, listener: &TcpListener, spare: &mut Spare, plaintext: bool) {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     if matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
         return;
     }
-    tracing::error!(error = %e, "accept failed; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    if !out_of_descriptors(&e) {
+        if let Some(suppressed) = NOISE.admit(Noise::AcceptFailed as usize) {
+            tracing::error!(error = %e, suppressed, "accept failed; retrying in 1 s");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return;
+    }
+    // Linux fails an accept with EMFILE before it looks at the backlog, so the error does not
+    // say that a connection is waiting: one polling of the accept, with a descriptor free,
+    // tells. (Unconstrained: a spent cooperative budget would read as "none waiting".)
+    let accepted = if spare.release() {
+        let accepted = futures_util::FutureExt::now_or_never(tokio::task::unconstrained(listener.accept()));
+        // Refused (and closed) before the spare is taken back: it needs the descriptor.
+        accepted.map(|a| {
+            a.map(|(stream, remote)| {
+                refuse(stream, plaintext);
+                remote
+            })
+        })
+    } else {
+        Some(Err(e))
+    };
+    spare.restore();
+    match accepted {
+        Some(Ok(remote)) => {
+            if let Some(suppressed) = NOISE.admit(Noise::OutOfDescriptors as usize) {
+                tracing::warn!(
+                    %remote,
+                    suppressed,
+                    "out of file descriptors: refused a connection with 503 (something other than \
+                     clients holds more descriptors than the reserve)"
+                );
+            }
+        }
+        // None waiting: the accept found the backlog empty, and waits for the next connection.
+        None => {}
+        // No descriptor could be freed (or another task took it at once): the accept would
+        // fail again straight away, so wait a little for connections to close.
+        Some(Err(e)) => {
+            if let Some(suppressed) = NOISE.admit(Noise::OutOfDescriptors as usize) {
+                tracing::warn!(error = %e, suppressed, "out of file descriptors and none to spare; pausing accepts");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    /// Set (to anything) in the child process of
+    /// [`out_of_descriptors_connections_are_refused_not_left_waiting`].
+    const CHILD: &str = "ACCEPT_LOOP_TEST_CHILD";
+
+    /// In a child process with an open-file limit of 64: the accept loop with no connection cap,
+    /// so that only running out of descriptors stops it, serving `GET /health`.
+    #[tokio::test]
+    #[ignore = "the child process of out_of_descriptors_connections_are_refused_not_left_waiting"]
+    async fn accept_loop_with_few_descriptors() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("listening on {}", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+        // Idle kept-alive connections are the flood: they must not time out while it runs.
+        let limits = config::Limits { header_read_timeout_ms: Duration::from_secs(600), ..config::Limits::default() };
+        accept_loop(listener, app, limits, usize::MAX, None, CancellationToken::new()).await;
+    }
+
+    /// What one connection got: `Some(status)`, or `None` when it was closed unanswered.
+    fn health(addr: SocketAddr, socket: &mut Option<std::net::TcpStream>) -> Option<u16> {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").is_err() {
+            return None;
+        }
+        let mut buf = [0u8; 1024];
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("a connection went unanswered for 5 s")
+            }
+            Err(_) => 0,
+        };
+        let status = std::str::from_utf8(&buf[..n]).ok()?.get(9..12)?.parse().ok();
+        *socket = Some(s);
+        status
+    }
+
+    /// The accept loop at `EMFILE` (run in a child process whose open-file limit is 64): every
+    /// connection past the limit is answered 503 or closed at once, none waits in the backlog,
+    /// and once some close the loop serves again.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn out_of_descriptors_connections_are_refused_not_left_waiting() {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Kill(
+            Command::new("sh")
+                .arg("-c")
+                .arg(r#"ulimit -n 64 && exec "$0" "$@""#)
+                .arg(exe)
+                .args(["--exact", "server::tests::accept_loop_with_few_descriptors", "--ignored", "--nocapture"])
+                .env(CHILD, "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+        let addr: SocketAddr = loop {
+            let line = lines.next().expect("the child listens").unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.parse().unwrap();
+            }
+        };
+        let (mut held, mut refused, mut closed) = (Vec::new(), 0, 0);
+        for _ in 0..120 {
+            let mut socket = None;
+            match health(addr, &mut socket) {
+                Some(200) => held.extend(socket),
+                Some(503) => refused += 1,
+                None => closed += 1,
+                Some(other) => panic!("{other}"),
+            }
+        }
+        assert!(held.len() < 64, "{} held under a limit of 64", held.len());
+        assert!(refused > 0, "refused {refused}, closed {closed}: out of descriptors, a connection is told 503");
+        held.truncate(held.len() - 10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut socket = None;
+            if health(addr, &mut socket) == Some(200) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not served again after connections closed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A child process, killed when the test ends (passed or not).
+    struct Kill(std::process::Child);
+
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn connection_errors_are_told_apart() {
+        // A reason alone is an error of h2's user, not one h2 detected in what the client sent,
+        // so it is no flood; what h2 detects is tested end to end (herald-cli tests/edges.rs).
+        let flood = h2::Error::from(h2::Reason::ENHANCE_YOUR_CALM);
+        assert_eq!(classify(&flood), Noise::Ended);
+        let io = std::io::Error::new(ErrorKind::ConnectionReset, "reset");
+        assert_eq!(classify(&io), Noise::Ended);
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(24)));
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(23)));
+        assert!(!out_of_descriptors(&std::io::Error::from_raw_os_error(11)));
+    }
+
+    #[test]
+    fn slots_are_given_back_on_drop() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let a = Slot::take(&open, 2).unwrap();
+        let b = Slot::take(&open, 2).unwrap();
+        assert!(Slot::take(&open, 2).is_none());
+        drop(a);
+        let c = Slot::take(&open, 2).unwrap();
+        drop((b, c));
+        assert_eq!(open.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn the_refusal_is_a_complete_json_503() {
+        let text = String::from_utf8(REFUSAL.clone()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 503 ")
+                && head.contains("\r\nretry-after: 5")
+                && head.contains("\r\nconnection: close")
+        );
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"], "too_many_connections");
+    }
 }

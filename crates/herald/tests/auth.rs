@@ -159,6 +159,98 @@ async fn forged_expired_premature_unsigned_and_garbage_tokens_are_401() {
 }
 
 #[tokio::test]
+async fn numeric_dates_with_fractions_are_accepted_and_still_checked() {
+    let server = start(secured()).await;
+    let now = now() as f64;
+    // RFC 7519 NumericDates may have fractions; some issuers (Python's time.time()) write them.
+    let fractional =
+        token(json!({"sub": "f", "role": "admin", "exp": now + 60.5, "nbf": now - 1.5, "iat": now - 1.25}));
+    assert_eq!(get(&server, "/subscriptions", Some(&fractional)).await.0, StatusCode::OK);
+    assert_eq!(subscribe_as(&server, "topic=a", &fractional).await.status, StatusCode::OK);
+    publish_ok_as(&server, &fractional, json!({"topic": "a", "data": 1})).await;
+    // Still checked: expired, premature, and a fraction does not rescue a bad signature or
+    // `alg: none`.
+    let claims = json!({"role": "admin", "exp": now + 60.5});
+    let cases = [
+        (token(json!({"role": "admin", "exp": now - 30.5})), "expired"),
+        (token(json!({"role": "admin", "nbf": now + 30.5})), "nbf"),
+        (token(json!({"role": "admin", "exp": -1.5})), "claims"),
+        (sign(Algorithm::HS256, &EncodingKey::from_secret(b"guessed"), &claims), "signature"),
+        (unsigned(&claims), ""),
+    ];
+    for (token, why) in &cases {
+        let (status, headers, body) = get(&server, "/subscriptions", Some(token)).await;
+        assert_401(status, &headers, &body);
+        assert!(body["detail"].as_str().unwrap().contains(why), "{body}");
+        let (status, headers, body) = publish_as(&server, token, json!({"topic": "a", "data": 2})).await;
+        assert_401(status, &headers, &body);
+    }
+    server.stop().await;
+}
+
+/// Writes `request` on `socket` and reads one answer (head and `content-length` body): the
+/// status, the head, and whether the server then closed the connection.
+async fn exchange(socket: &mut tokio::net::TcpStream, request: &str) -> (u16, String, bool) {
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (head, body_len) = loop {
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed before answering: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+            let len = head.lines().find_map(|l| l.strip_prefix("content-length: ")).map_or(0, |v| v.parse().unwrap());
+            seen.drain(..end + 4);
+            break (head, len);
+        }
+    };
+    while seen.len() < body_len {
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed in the body");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Closed: the next read sees the end at once. Kept: it waits (for the next answer).
+    let closed =
+        matches!(tokio::time::timeout(Duration::from_millis(300), socket.read(&mut buf)).await, Ok(Ok(0) | Err(_)));
+    (head[9..12].parse().unwrap(), head, closed)
+}
+
+#[tokio::test]
+async fn answers_before_the_body_is_read_close_the_connection_others_keep_it() {
+    let server = start(secured()).await;
+    let paul = token(json!({"sub": "paul", "role": "viewer", "herald": {"publish": ["p/*"]}}));
+    let post = |token: &str, topic: &str| {
+        let body = json!({"topic": topic, "data": "x".repeat(100)}).to_string();
+        format!(
+            "POST /publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // A 401 to a publish is given before its body is read: `Connection: close`, and closed.
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (status, head, closed) = exchange(&mut socket, &post("bad", "p/1")).await;
+    assert_eq!(status, 401, "{head}");
+    assert!(head.contains("\r\nconnection: close"), "{head}");
+    assert!(closed, "the server closes after saying so");
+    // A 200 and a 403 on publish come after the body was read: the connection is kept, and
+    // serves the next request.
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (status, head, closed) = exchange(&mut socket, &post(&paul, "p/1")).await;
+    assert_eq!((status, head.contains("connection: close"), closed), (200, false, false), "{head}");
+    let (status, head, closed) = exchange(&mut socket, &post(&paul, "elsewhere")).await;
+    assert_eq!((status, head.contains("connection: close"), closed), (403, false, false), "{head}");
+    // A 401 to a stream request (no body) keeps the connection too.
+    let (status, head, closed) =
+        exchange(&mut socket, "GET /events?topic=a HTTP/1.1\r\nhost: x\r\nauthorization: Bearer bad\r\n\r\n").await;
+    assert_eq!((status, head.contains("connection: close"), closed), (401, false, false), "{head}");
+    let (status, _, _) = exchange(&mut socket, &post("bad", "p/1")).await;
+    assert_eq!(status, 401, "and the same connection still answers");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_rsa_key_accepts_rs256_and_refuses_algorithm_confusion() {
     let key_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key_file.path(), RSA_PUBLIC).unwrap();

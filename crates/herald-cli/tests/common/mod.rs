@@ -482,3 +482,99 @@ pub async fn h2_get(
     }
     Ok(resp)
 }
+
+impl Node {
+    /// `herald serve --listen 127.0.0.1:0 --data-dir DIR ARGS...` (on its own data directory)
+    /// with its open-file limit lowered to `soft` and `hard` first (`ulimit` in `sh`, which
+    /// then `exec`s the server), once it logs its address.
+    pub fn start_with_open_files(soft: u64, hard: u64, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(r#"ulimit -S -n {soft} && ulimit -H -n {hard} && exec "$0" "$@""#))
+            .arg(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .env("RUST_LOG", "info");
+        let mut node = Self::spawn(command);
+        node._dir = Some(dir);
+        node
+    }
+
+    /// Spawns `command` (one that runs `herald serve`), keeping its log, once it logs its
+    /// address.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("herald serve exited before listening:\n{}", log.lock().unwrap());
+            };
+            log.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        Self { child, addr, log, _dir: None }
+    }
+
+    /// The value of the first `name=VALUE` field the node has logged so far.
+    pub fn logged(&self, name: &str) -> Option<String> {
+        let log = self.log.lock().unwrap();
+        let key = format!(" {name}=");
+        let rest = log.split(key.as_str()).nth(1)?;
+        Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+    }
+}
+
+/// Writes `text` as `herald.toml` in `dir`: the path, for `--config`.
+pub fn config_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("herald.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The resident memory of process `pid`, in bytes (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/<pid>/status");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// `GET path` over a fresh tokio connection with `Connection: close`: the status and the body.
+pub async fn get_async(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut out)).await.expect("an answer in time").unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// `/ready`'s `clients`.
+pub async fn ready_clients(addr: SocketAddr) -> u64 {
+    let (_, body) = get_async(addr, "/ready").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("/ready: {body}"));
+    v["clients"].as_u64().unwrap_or_else(|| panic!("/ready: {body}"))
+}
+
+/// The value of one series (`name{labels}` as written) in `/metrics`, 0 when absent.
+pub async fn metric_value(addr: SocketAddr, series: &str) -> f64 {
+    let (_, text) = get_async(addr, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).filter(|rest| rest.starts_with(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}

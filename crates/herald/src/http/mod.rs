@@ -9,6 +9,18 @@
 //! Authentication is an extractor, [`Access`](crate::auth::Access): a handler that takes one is
 //! protected, one that does not is open. Open today: `/health`, `/ready`, `/metrics` and the
 //! static UI.
+//!
+//! # Answers before the body
+//! An HTTP/1 answer given before the request's body was read to its end (a 401 or 429 before a
+//! publish body is looked at, a 413 on its declared length, a 404 to a `POST` with a body)
+//! carries `Connection: close` (SPEC §7). hyper cannot keep such a connection (the unread body
+//! stands where the next request would start) and closes it after the answer; the header tells
+//! the client so, and a keep-alive client opens a new connection for its next request instead of
+//! writing it into one being closed. Which answers need it is decided by watching the body, not
+//! by status: a 403 on publish comes after the body was read and keeps the connection, and a
+//! 401 to a `GET /events` (no body) keeps it too: nothing is left unread, so the connection is
+//! as good as after a 200, and an `EventSource` retrying with a fresh token saves a handshake.
+//! HTTP/2 needs none of this (each request is its own stream).
 
 pub mod argocd;
 pub mod cors;
@@ -17,12 +29,20 @@ pub mod ops;
 pub mod publish;
 pub mod ui;
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode, Version};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
+use bytes::Bytes;
+use hyper::body::{Body as _, Frame, SizeHint};
 
 use crate::server::Hub;
 
@@ -44,9 +64,52 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
         })
         .with_state(hub.clone())
+        .layer(axum::middleware::from_fn(close_if_body_unread))
         // Outermost, so that every answer (a 401 and a 404 included) carries the CORS headers
         // a listed origin's page needs to read it.
         .layer(axum::middleware::from_fn_with_state(cors::Cors::new(&hub.config.cors), cors::apply))
+}
+
+/// Adds `Connection: close` to an HTTP/1 answer given before the request's body was read to
+/// its end (see the module docs).
+async fn close_if_body_unread(request: Request, next: Next) -> Response {
+    if request.version() > Version::HTTP_11 || request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let read = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| Body::new(Watched { body, read: read.clone() }));
+    let mut response = next.run(request).await;
+    if !read.load(Ordering::Acquire) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that says when it has been read to its end.
+struct Watched {
+    body: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.read.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// An error answer: always JSON `{"error": <code>, "detail": <text>}`.

@@ -1610,7 +1610,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, d)| Event::new(EventId { ms: head.ms + 1, seq: i as u64 }, d))
                 .collect();
-            let mut record = |e: &Event| {
+            let record = |e: &Event| {
                 let mut out = Vec::new();
                 encode_record(e, &mut out).unwrap();
                 out
