@@ -340,3 +340,34 @@ fn minted_tokens_work_from_the_cli_and_never_reach_the_log_or_metrics() {
         }
     }
 }
+
+#[test]
+fn small_soak_resumes_without_gaps_or_duplicates() {
+    let node = Node::start_with(&[], &[]);
+    // Tiny and short: 20 idle streams, 6 subscribers on 3 slices dropping every 0.2–0.6 s,
+    // 100 events/s for 4 s. Every subscriber must end with every event of its slice, once.
+    let out = Command::new(BIN)
+        .args(["bench", "soak", "--url", &node.url(), "--idle", "20", "--reconnecting", "6", "--slices", "3"])
+        .args(["--keys", "30", "--rate", "100", "--duration-s", "4", "--sample-s", "1", "--drain-s", "20"])
+        .args(["--hold-min-ms", "200", "--hold-max-ms", "600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (summary, samples) = lines.split_last().unwrap();
+    assert!(!samples.is_empty() && samples.iter().all(|s| s["line"] == "sample" && s["rss_bytes"].as_u64() > Some(0)));
+    assert_eq!((summary["line"].as_str(), summary["scenario"].as_str()), (Some("summary"), Some("soak")));
+    for zero in ["gaps", "duplicates", "out_of_order", "resets", "misrouted", "malformed", "behind"] {
+        assert_eq!(summary[zero].as_u64(), Some(0), "{zero}: {summary}");
+    }
+    assert_eq!(summary["published"].as_u64(), Some(400), "{summary}");
+    // Each event reaches the 2 subscribers of its slice, exactly once each.
+    assert_eq!(summary["expected_deliveries"].as_u64(), Some(800), "{summary}");
+    assert_eq!(summary["delivered"].as_u64(), Some(800), "{summary}");
+    assert!(summary["resumes"].as_u64().unwrap() >= 6, "every subscriber resumed: {summary}");
+    assert_eq!(summary["caught_up_subscribers"].as_u64(), Some(6), "{summary}");
+    assert_eq!(summary["idle_open_at_end"].as_u64(), Some(20), "{summary}");
+    assert_eq!(summary["clean"].as_bool(), Some(true), "{summary}");
+    assert!(summary["rss_max_bytes"].as_u64() >= summary["rss_min_bytes"].as_u64(), "{summary}");
+}

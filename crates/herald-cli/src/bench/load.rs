@@ -141,7 +141,7 @@ impl ClusterArgs {
 }
 
 /// `http://HOST:PORT[/...]` with an IP literal host (the bench runs on loopback only).
-fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
+pub(super) fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
     let rest = url.strip_prefix("http://").with_context(|| format!("{url}: expected http://IP:PORT"))?;
     let authority = rest.split('/').next().unwrap_or(rest);
     authority.parse().with_context(|| format!("{url}: expected http://IP:PORT (an IP address, not a name)"))
@@ -161,7 +161,7 @@ fn endpoint(target: Target, url: &str, topic: &str) -> anyhow::Result<Endpoint> 
 }
 
 /// Raises this process's open-file limit to its hard limit, and says how many sockets fit.
-fn raise_nofile(needed: usize) -> anyhow::Result<()> {
+pub(super) fn raise_nofile(needed: usize) -> anyhow::Result<()> {
     let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
     if (limit as usize) < needed + 64 {
         bail!(
@@ -173,21 +173,34 @@ fn raise_nofile(needed: usize) -> anyhow::Result<()> {
 }
 
 /// The open streams of a run, reading in the background.
-struct Opened {
-    readers: Arc<Readers>,
+pub(super) struct Opened {
+    pub(super) readers: Arc<Readers>,
     tasks: JoinSet<anyhow::Result<Outcome>>,
 }
 
 /// Opens `streams.subscribers` streams; each reads until it has seen `expect` timed events.
 async fn open(streams: &Streams, endpoint: Endpoint, expect: u64) -> anyhow::Result<Opened> {
-    raise_nofile(streams.subscribers)?;
+    open_streams(streams.subscribers, streams.source_ips, streams.connect_concurrency, endpoint, expect).await
+}
+
+/// Opens `count` raw streams at `endpoint`, `concurrency` at a time, from `source_ips` source
+/// addresses (0: the kernel's choice); returns once every one has its response head. Each
+/// reads until it has seen `expect` timed events or the run stops it.
+pub(super) async fn open_streams(
+    count: usize,
+    source_ips: u8,
+    concurrency: usize,
+    endpoint: Endpoint,
+    expect: u64,
+) -> anyhow::Result<Opened> {
+    raise_nofile(count)?;
     let readers = Readers::new()?;
-    let gate = Arc::new(Semaphore::new(streams.connect_concurrency.max(1)));
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let endpoint = Arc::new(endpoint);
     let mut tasks = JoinSet::new();
-    for i in 0..streams.subscribers {
-        let source = (streams.source_ips > 0)
-            .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(streams.source_ips)) as u8)));
+    for i in 0..count {
+        let source =
+            (source_ips > 0).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(source_ips)) as u8)));
         let (readers, gate, endpoint) = (readers.clone(), gate.clone(), endpoint.clone());
         tasks.spawn(async move {
             let permit = gate.acquire_owned().await?;
@@ -199,7 +212,7 @@ async fn open(streams: &Streams, endpoint: Endpoint, expect: u64) -> anyhow::Res
     }
     let mut opened = Opened { readers, tasks };
     // Wait for every response head; a stream that failed to open fails the run.
-    while opened.readers.connected.load(Ordering::Relaxed) < streams.subscribers {
+    while opened.readers.connected.load(Ordering::Relaxed) < count {
         tokio::select! {
             Some(done) = opened.tasks.join_next() => {
                 let outcome = done?.context("opening a stream")?;
@@ -220,6 +233,20 @@ impl Opened {
             outcomes.push(done??);
         }
         Ok(outcomes)
+    }
+
+    /// Stops every stream and collects what each saw, and how many ended in an I/O error: a
+    /// long run reports a stream that failed rather than losing its results to it.
+    pub(super) async fn finish_counting_errors(mut self) -> anyhow::Result<(Vec<Outcome>, usize)> {
+        self.readers.stop.cancel();
+        let (mut outcomes, mut errors) = (Vec::new(), 0);
+        while let Some(done) = self.tasks.join_next().await {
+            match done? {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(_) => errors += 1,
+            }
+        }
+        Ok((outcomes, errors))
     }
 }
 

@@ -6,6 +6,8 @@
 //! - `publish`, `replay`: through `herald-client`, against Herald.
 //! - `idle`, `fanout`, `cluster` ([`load`]): many raw SSE readers ([`stream`]) against Herald or
 //!   nginx + nchan (`--target`), the server's memory read from `/proc` ([`process`]).
+//! - `soak` ([`soak`]): the long reliability and memory soak of RELIABILITY.md; it also prints
+//!   a sample line every `--sample-s` before its summary.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use serde_json::json;
 
 mod load;
 mod process;
+mod soak;
 mod stream;
 
 /// The scenarios.
@@ -32,6 +35,10 @@ pub(crate) enum Scenario {
     Fanout(load::FanoutArgs),
     /// Cross-node latency: publish on `--publish-url`, receive on `--subscribe-url`.
     Cluster(load::ClusterArgs),
+    /// Reliability and memory soak: `idle` quiet streams held open, `reconnecting` subscribers
+    /// that drop and resume every few seconds, `rate` keyed events/s for `duration-s`; checks
+    /// gaps, duplicates and order, and samples the server's RSS.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +86,7 @@ pub(crate) async fn run(scenario: Scenario) -> anyhow::Result<()> {
             Scenario::Idle(args) => (args.timeout_s(), Box::pin(load::idle(args))),
             Scenario::Fanout(args) => (args.timeout_s(), Box::pin(load::fanout(args))),
             Scenario::Cluster(args) => (args.timeout_s(), Box::pin(load::cluster(args))),
+            Scenario::Soak(args) => (args.timeout_s(), Box::pin(soak::soak(args))),
         };
     let result = tokio::time::timeout(Duration::from_secs(timeout), fut)
         .await
