@@ -20,7 +20,7 @@ const CONTENT_TYPES: [Option<&str>; 6] = [
 fuzz_target!(|input: &[u8]| {
     let Some((&pick, body)) = input.split_first() else { return };
     let content_type = CONTENT_TYPES[usize::from(pick) % CONTENT_TYPES.len()];
-    let Ok(drafts) = parse_body(content_type, body) else { return };
+    let Ok(drafts) = parse_body(content_type, body, herald::config::Limits::default().max_json_depth) else { return };
     assert!(!drafts.is_empty());
     for (seq, draft) in drafts.into_iter().enumerate() {
         let kind = draft.kind.to_string();

@@ -53,7 +53,11 @@ fn rounds() -> usize {
 
 /// Four publishers (two of single events, two of batches of ten) until `stop` or until the
 /// node stops answering; every id answered 200 goes into `answered`.
-fn publishers(addr: SocketAddr, stop: Arc<AtomicBool>, answered: Arc<Mutex<Vec<String>>>) -> Vec<std::thread::JoinHandle<()>> {
+fn publishers(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answered: Arc<Mutex<Vec<String>>>,
+) -> Vec<std::thread::JoinHandle<()>> {
     (0..4)
         .map(|p| {
             let (stop, answered) = (stop.clone(), answered.clone());
@@ -61,8 +65,11 @@ fn publishers(addr: SocketAddr, stop: Arc<AtomicBool>, answered: Arc<Mutex<Vec<S
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let one = |i: u64| format!(r#"{{"topic":"load/p{p}","key":"k{}","data":{{"n":{i}}}}}"#, i % 7);
-                    let body =
-                        if p < 2 { one(n) } else { format!("[{}]", (n..n + 10).map(one).collect::<Vec<_>>().join(",")) };
+                    let body = if p < 2 {
+                        one(n)
+                    } else {
+                        format!("[{}]", (n..n + 10).map(one).collect::<Vec<_>>().join(","))
+                    };
                     n += 10;
                     match try_publish(addr, &body) {
                         Ok(ids) => answered.lock().unwrap().extend(ids),
@@ -190,7 +197,9 @@ async fn full_disk(mode: &str) {
     let disk = match Tmpfs::mount("24m") {
         Ok(disk) => disk,
         Err(why) => {
-            eprintln!("SKIPPED full_disk({mode}): cannot mount a tmpfs here ({why}); run the tests as root to include it");
+            eprintln!(
+                "SKIPPED full_disk({mode}): cannot mount a tmpfs here ({why}); run the tests as root to include it"
+            );
             return;
         }
     };

@@ -7,8 +7,24 @@
 //! the wall clock steps back ([`IdClock`]).
 //!
 //! A [`Draft`] is a validated publish request; an [`Event`] is a draft with its id and its SSE
-//! frame, encoded once here and shared by every subscriber that receives it.
+//! frames, encoded once here and shared by every subscriber that receives it.
+//!
+//! # Payloads
+//! An event's `data` is kept as the publisher's JSON text, compacted (insignificant whitespace
+//! dropped, every token kept as written), and every stream format embeds those bytes as they
+//! are: nothing on the way to a subscriber parses and prints a payload again, which would round
+//! numbers (`0.10600388718287379` would become `0.1060038871828738`) and could fail on text a
+//! parser refuses. What publish accepts ([`Draft::with_max_depth`]) is therefore what every
+//! format can carry: valid JSON per RFC 8259 (no lone UTF-16 surrogate escape, which no UTF-8
+//! text can hold) nested no deeper than a limit.
+//!
+//! # Events that cannot be encoded
+//! A stored event may still hold what publish refuses today (written by an older version, or by
+//! another node of a cluster). Encoding never panics: a format that cannot carry an event
+//! yields an [`EncodeError`] (logged once, where it is encoded), and streams skip that event
+//! instead of ending, so one bad event never takes other subscribers' streams down.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -28,6 +44,9 @@ pub const MAX_KEY_LEN: usize = 512;
 pub const RESERVED_PREFIX: &str = "herald.";
 /// The type of an event published without one; its SSE frame has no `event:` line.
 pub const DEFAULT_TYPE: &str = "message";
+/// The deepest nesting of arrays and objects in any draft's data ([`Draft::new`]); publishers
+/// are held to `limits.max_json_depth`, which configuration keeps at or below this.
+pub const MAX_JSON_DEPTH: usize = 1024;
 
 /// A position in a hub's event log: `<unix ms>-<seq>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -137,6 +156,29 @@ pub enum DraftError {
     /// `tombstone` without a `key`.
     #[error("a tombstone needs a key")]
     TombstoneWithoutKey,
+    /// The data is JSON that not every stream format can carry.
+    #[error("invalid data: {0}")]
+    Data(#[from] DataError),
+}
+
+/// What is wrong with a draft's `data` beyond its JSON grammar (which serde_json checks).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    /// Arrays and objects nest deeper than the limit.
+    #[error("arrays and objects nest more than {limit} levels deep (limits.max_json_depth)")]
+    TooDeep {
+        /// The limit that applied.
+        limit: usize,
+    },
+    /// A `\uD800`-`\uDFFF` escape that is not half of a surrogate pair: not valid JSON text
+    /// (RFC 8259 §8.2) and not representable in UTF-8, so no subscriber could be sent it as text.
+    #[error("lone UTF-16 surrogate escape {escape} at byte {at} of the data (RFC 8259 §8.2)")]
+    LoneSurrogate {
+        /// The escape as written, such as `\ud800`.
+        escape: String,
+        /// Its byte offset in the data as published.
+        at: usize,
+    },
 }
 
 /// A validated event, not yet appended to a log.
@@ -155,7 +197,8 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// Validates the parts of a publish request. `data` must be valid JSON; it is compacted.
+    /// Validates the parts of an event, with data nested at most [`MAX_JSON_DEPTH`] deep (for
+    /// sources; `POST /publish` uses [`Draft::with_max_depth`] with `limits.max_json_depth`).
     ///
     /// # Errors
     /// [`DraftError`] names the first part that breaks SPEC §5.
@@ -165,6 +208,23 @@ impl Draft {
         data: &RawValue,
         key: Option<&str>,
         tombstone: bool,
+    ) -> Result<Self, DraftError> {
+        Self::with_max_depth(topic, kind, data, key, tombstone, MAX_JSON_DEPTH)
+    }
+
+    /// Validates the parts of a publish request. `data` is already JSON by its grammar (a
+    /// [`RawValue`]); it must also hold no lone surrogate escape and nest arrays and objects at
+    /// most `max_depth` levels deep. It is compacted.
+    ///
+    /// # Errors
+    /// [`DraftError`] names the first part that breaks SPEC §5.
+    pub fn with_max_depth(
+        topic: &str,
+        kind: Option<&str>,
+        data: &RawValue,
+        key: Option<&str>,
+        tombstone: bool,
+        max_depth: usize,
     ) -> Result<Self, DraftError> {
         let topic = Topic::new(topic).map_err(|reason| DraftError::Topic { topic: topic.to_owned(), reason })?;
         let kind = kind.unwrap_or(DEFAULT_TYPE);
@@ -179,7 +239,8 @@ impl Draft {
         if tombstone && key.is_none() {
             return Err(DraftError::TombstoneWithoutKey);
         }
-        Ok(Self { topic, kind: kind.into(), data: compact_json(data), key: key.map(Into::into), tombstone })
+        let data = compact_checked(data, max_depth)?;
+        Ok(Self { topic, kind: kind.into(), data, key: key.map(Into::into), tombstone })
     }
 }
 
@@ -190,35 +251,117 @@ fn valid_type(kind: &str) -> bool {
         && !kind.starts_with(RESERVED_PREFIX)
 }
 
-/// Removes the insignificant whitespace of valid JSON text.
+/// Removes the insignificant whitespace of valid JSON text, and checks what its grammar does not
+/// say: no lone surrogate escape, and nesting at most `max_depth` deep.
 ///
-/// Done by hand rather than by parsing into `serde_json::Value` and printing it again because
-/// that round trip rounds integers beyond 64 bits and reorders nothing we want reordered: this
-/// keeps every token exactly as the publisher wrote it.
-fn compact_json(raw: &RawValue) -> Box<RawValue> {
+/// Done by hand, in one pass over the bytes and without recursion, because serde_json's
+/// `RawValue` checks only the grammar (it skips `\u` escapes without pairing them and nests
+/// without a limit) and a parse into `serde_json::Value` would both stop at 128 levels and
+/// round numbers when printed again: this keeps every token exactly as the publisher wrote it.
+/// It relies on `raw` being valid JSON (escapes complete, strings closed), and still never
+/// indexes out of bounds when it is not.
+fn compact_checked(raw: &RawValue, max_depth: usize) -> Result<Box<RawValue>, DataError> {
     let text = raw.get();
-    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    // Where the run of bytes not yet copied to `out` starts; `out` stays empty (and `raw` is
+    // returned as it is) while no whitespace has been dropped.
+    let mut copied = 0;
+    let mut depth = 0usize;
     let mut in_string = false;
-    let mut escaped = false;
-    for c in text.chars() {
+    // The offset of a high surrogate escape still waiting for its low half.
+    let mut high: Option<usize> = None;
+    let lone = |at: usize| DataError::LoneSurrogate { escape: text.get(at..at + 6).unwrap_or("\\u").to_owned(), at };
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
         if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
+            if b == b'\\' && bytes.get(i + 1) == Some(&b'u') {
+                let unit = text.get(i + 2..i + 6).and_then(|hex| u16::from_str_radix(hex, 16).ok());
+                let unit = unit.ok_or_else(|| lone(i))?;
+                match (high.take(), unit) {
+                    (Some(_), 0xDC00..=0xDFFF) => {}
+                    (Some(at), _) => return Err(lone(at)),
+                    (None, 0xD800..=0xDBFF) => high = Some(i),
+                    (None, 0xDC00..=0xDFFF) => return Err(lone(i)),
+                    (None, _) => {}
+                }
+                i += 6;
+                continue;
             }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
-            out.push(c);
+            // Anything else between a high surrogate and its low half leaves the high one lone.
+            if let Some(at) = high {
+                return Err(lone(at));
+            }
+            match b {
+                // The escaped character cannot end the string; skip it.
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max_depth {
+                        return Err(DataError::TooDeep { limit: max_depth });
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b' ' | b'\t' | b'\n' | b'\r' => {
+                    // Whitespace is ASCII, so `copied..i` lies on character boundaries.
+                    out.push_str(text.get(copied..i).unwrap_or_default());
+                    copied = i + 1;
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if let Some(at) = high {
+        return Err(lone(at));
+    }
+    if copied == 0 {
+        return Ok(raw.to_owned());
+    }
+    out.push_str(text.get(copied..).unwrap_or_default());
+    // The input was valid JSON and only whitespace outside strings was dropped.
+    Ok(RawValue::from_string(out).unwrap_or_else(|_| raw.to_owned()))
+}
+
+/// The formats an event is written in on `GET /events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `data:` is the payload itself (SPEC §2).
+    Plain,
+    /// `data:` is `{"topic","key","tombstone","data"}` (`envelope=true`).
+    Envelope,
+}
+
+impl Format {
+    /// The format's name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Envelope => "envelope",
         }
     }
-    // The input was valid JSON and only whitespace outside strings was dropped.
-    RawValue::from_string(out).unwrap_or_else(|_| raw.to_owned())
+}
+
+/// Why an event cannot be written in some format. Nothing `POST /publish` accepts causes one;
+/// a stored event written before today's checks can (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The type holds CR, LF or NUL, which would break the frame's `event:` line.
+    #[error("the type has CR, LF or NUL")]
+    Type,
+    /// The payload is a JSON string that does not decode to text (a lone surrogate escape).
+    #[error("the payload is a JSON string that is not valid text")]
+    Payload,
+    /// The format needs a JSON object and the payload is not one (Argo CD's applications).
+    #[error("the payload is not a JSON object")]
+    NotAnObject,
 }
 
 /// An event in a hub's log.
@@ -237,15 +380,23 @@ pub struct Event {
     /// Whether it removes the state of its key.
     pub tombstone: bool,
     /// The encoded SSE frame, shared by every stream that sends it.
-    frame: Bytes,
+    frame: Result<Bytes, EncodeError>,
     /// The frame for `envelope=true` streams, encoded the first time one needs it.
-    envelope: OnceLock<Bytes>,
+    envelope: OnceLock<Result<Bytes, EncodeError>>,
 }
+
+/// What [`Event::frame`] lends for an event without a plain frame.
+static NO_FRAME: Bytes = Bytes::new();
 
 impl Event {
     /// Gives a draft its id and encodes its frame.
     pub fn new(id: EventId, draft: Draft) -> Self {
-        let frame = sse::event_frame(&id.to_string(), &draft.kind, &payload_text(&draft.data));
+        let frame = check_type(&draft.kind)
+            .and_then(|()| payload_text(&draft.data))
+            .map(|text| sse::event_frame(&id.to_string(), &draft.kind, &text));
+        if let Err(e) = frame {
+            cannot_encode(id, &draft.topic, Format::Plain, e);
+        }
         Self {
             id,
             topic: draft.topic,
@@ -258,37 +409,125 @@ impl Event {
         }
     }
 
-    /// The event's SSE frame (`id:`, `event:`, `data:` lines and the blank line).
+    /// The event's SSE frame (`id:`, `event:`, `data:` lines and the blank line), or no bytes
+    /// at all for an event that has none (streams use [`Event::encoded`], which says why).
     pub fn frame(&self) -> &Bytes {
-        &self.frame
+        self.frame.as_ref().unwrap_or(&NO_FRAME)
     }
 
-    /// The frame for streams opened with `envelope=true`: the same id and type, with data
-    /// `{"topic":…,"key":…,"tombstone":…,"data":<payload>}`, for clients (such as the
-    /// dashboard's inspector) that must see where an event was published. Encoded once, on
-    /// first use, and shared.
-    pub fn envelope_frame(&self) -> &Bytes {
-        self.envelope.get_or_init(|| {
-            let envelope = serde_json::json!({
-                "topic": self.topic.as_str(),
-                "key": self.key.as_deref(),
-                "tombstone": self.tombstone,
-                "data": &*self.data,
-            });
-            sse::event_frame(&self.id.to_string(), &self.kind, &envelope.to_string())
-        })
+    /// The event's frame in `format`: shared bytes, encoded once (the envelope on first use).
+    ///
+    /// The envelope (for `envelope=true` streams: clients, such as the dashboard's inspector,
+    /// that must see where an event was published) keeps the same id and type, with data
+    /// `{"topic":…,"key":…,"tombstone":…,"data":<payload>}`, the payload embedded as the
+    /// stored bytes.
+    ///
+    /// # Errors
+    /// [`EncodeError`] when the event cannot be written in this format; it was logged once
+    /// already, and the stream should skip the event.
+    pub fn encoded(&self, format: Format) -> Result<&Bytes, EncodeError> {
+        let frame = match format {
+            Format::Plain => &self.frame,
+            Format::Envelope => self.envelope.get_or_init(|| {
+                let frame = check_type(&self.kind)
+                    .map(|()| sse::event_frame(&self.id.to_string(), &self.kind, &self.envelope_text()));
+                if let Err(e) = frame {
+                    cannot_encode(self.id, &self.topic, Format::Envelope, e);
+                }
+                frame
+            }),
+        };
+        frame.as_ref().map_err(|e| *e)
+    }
+
+    /// `{"topic":…,"key":…,"tombstone":…,"data":…}`, written directly: the payload is the
+    /// stored JSON text, never parsed and printed again.
+    fn envelope_text(&self) -> String {
+        let data = self.data.get();
+        let key_len = self.key.as_deref().map_or(4, str::len);
+        let mut out = String::with_capacity(data.len() + self.topic.as_str().len() + key_len + 48);
+        out.push_str("{\"topic\":");
+        push_json_string(&mut out, self.topic.as_str());
+        out.push_str(",\"key\":");
+        match self.key.as_deref() {
+            Some(key) => push_json_string(&mut out, key),
+            None => out.push_str("null"),
+        }
+        out.push_str(if self.tombstone { ",\"tombstone\":true" } else { ",\"tombstone\":false" });
+        out.push_str(",\"data\":");
+        out.push_str(data);
+        out.push('}');
+        out
     }
 }
 
-/// The text sent in `data:` lines: a JSON string verbatim, any other value as compact JSON.
-pub fn payload_text(data: &RawValue) -> std::borrow::Cow<'_, str> {
-    let text = data.get();
-    if text.starts_with('"') {
-        if let Ok(s) = serde_json::from_str::<String>(text) {
-            return s.into();
+/// Logs, once where the frame is encoded (not once per stream), that an event cannot be sent in
+/// `format`. The payload is never logged: it is whatever a publisher sent.
+fn cannot_encode(id: EventId, topic: &Topic, format: Format, error: EncodeError) {
+    tracing::error!(
+        event.id = %id,
+        topic = topic.as_str(),
+        format = format.as_str(),
+        %error,
+        "an event cannot be encoded in this format; streams skip it"
+    );
+}
+
+/// Whether `kind` can go on an `event:` line: publish refuses CR, LF and NUL in a type, but a
+/// stored event is checked again, as a frame that broke its line would inject fields.
+fn check_type(kind: &str) -> Result<(), EncodeError> {
+    if kind.contains(['\r', '\n', '\0']) {
+        Err(EncodeError::Type)
+    } else {
+        Ok(())
+    }
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes it (`"`, `\` and the control
+/// characters), by hand because this cannot fail where serde_json's writer returns a `Result`.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut copied = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            0x00..=0x1F => "",
+            _ => continue,
+        };
+        // `b` is ASCII, so `copied..i` lies on character boundaries.
+        out.push_str(s.get(copied..i).unwrap_or_default());
+        copied = i + 1;
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        } else {
+            out.push_str(escape);
         }
     }
-    text.into()
+    out.push_str(s.get(copied..).unwrap_or_default());
+    out.push('"');
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The text sent in `data:` lines: a JSON string verbatim, any other value as compact JSON.
+///
+/// # Errors
+/// [`EncodeError::Payload`] for a JSON string that is not valid text (a lone surrogate escape,
+/// which publish refuses but an older stored event may hold).
+pub fn payload_text(data: &RawValue) -> Result<Cow<'_, str>, EncodeError> {
+    let text = data.get();
+    if text.starts_with('"') {
+        return serde_json::from_str::<String>(text).map(Cow::Owned).map_err(|_| EncodeError::Payload);
+    }
+    Ok(text.into())
 }
 
 #[cfg(test)]
@@ -361,8 +600,144 @@ mod tests {
         let e = Event::new(id, Draft::new("a", Some("t.x"), &raw(r#"{"k": "v"}"#), None, false).unwrap());
         assert_eq!(&e.frame()[..], b"id: 1-2\nevent: t.x\ndata: {\"k\":\"v\"}\n\n");
         assert_eq!(
-            &e.envelope_frame()[..],
-            b"id: 1-2\nevent: t.x\ndata: {\"data\":{\"k\":\"v\"},\"key\":null,\"tombstone\":false,\"topic\":\"a\"}\n\n"
+            &e.encoded(Format::Envelope).unwrap()[..],
+            b"id: 1-2\nevent: t.x\ndata: {\"topic\":\"a\",\"key\":null,\"tombstone\":false,\"data\":{\"k\":\"v\"}}\n\n"
         );
+        assert_eq!(e.encoded(Format::Plain).unwrap(), e.frame());
+    }
+
+    fn check(data: &str, max_depth: usize) -> Result<Box<RawValue>, DataError> {
+        compact_checked(&raw(data), max_depth)
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_refused_anywhere() {
+        let lone = [
+            (r#""\ud800""#, 1),
+            (r#""\udc00""#, 1),
+            (r#""\uDBFF""#, 1),
+            (r#""x\ud800y""#, 2),
+            (r#""\ud800\u0041""#, 1),
+            (r#""\ud800\n""#, 1),
+            (r#""\ud800\ud800""#, 1),
+            (r#""\udc00\ud800""#, 1),
+            (r#""\ud800 \udc00""#, 1),
+            (r#"{"\ud800":1}"#, 2),
+            (r#"{"a":{"k\udfff":null}}"#, 8),
+            (r#"[1,"ok","\udfff"]"#, 9),
+        ];
+        for (data, at) in lone {
+            match check(data, 64) {
+                Err(DataError::LoneSurrogate { at: got, escape }) => {
+                    assert_eq!(got, at, "{data}");
+                    assert_eq!(escape.len(), 6, "{data}");
+                    assert!(escape.starts_with("\\u"), "{data}");
+                }
+                other => panic!("{data}: {other:?}"),
+            }
+        }
+        let fine = [
+            r#""\ud83d\ude00""#,
+            r#""\uD83D\uDE00""#,
+            r#"{"\ud83d\ude00":"\u00e9\u0000\uffff\ue000"}"#,
+            r#""\\ud800""#,
+            r#""\"\\udc00\\""#,
+            r#""ok""#,
+        ];
+        for data in fine {
+            assert_eq!(check(data, 64).unwrap().get(), data);
+        }
+        let e = Draft::new("a", None, &raw(r#"{"k":"\ud800"}"#), None, false).unwrap_err();
+        assert!(matches!(e, DraftError::Data(DataError::LoneSurrogate { .. })), "{e}");
+        assert!(e.to_string().contains("\\ud800"), "{e}");
+    }
+
+    #[test]
+    fn nesting_is_limited_and_brackets_in_strings_do_not_count() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(check(&nested(64), 64).is_ok());
+        assert_eq!(check(&nested(65), 64).unwrap_err(), DataError::TooDeep { limit: 64 });
+        assert_eq!(check(&nested(200), 64).unwrap_err(), DataError::TooDeep { limit: 64 });
+        let objects = |n: usize| format!("{}0{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        assert!(check(&objects(3), 3).is_ok());
+        assert!(check(&objects(4), 3).is_err());
+        assert!(check(r#"[[1],[2],{"a":3}]"#, 2).is_ok());
+        assert!(check(r#"["[[[[{{{{","]]]]"]"#, 1).is_ok());
+        assert!(check("1", 1).is_ok());
+        assert!(Draft::new("a", None, &raw(&nested(MAX_JSON_DEPTH)), None, false).is_ok());
+        let e = Draft::with_max_depth("a", None, &raw(&nested(65)), None, false, 64).unwrap_err();
+        assert_eq!(e, DraftError::Data(DataError::TooDeep { limit: 64 }));
+    }
+
+    #[test]
+    fn compaction_keeps_every_token_as_written() {
+        for data in ["0.10600388718287379", "-0", "1E+400", r#"{"v":-0.0e-7,"s":"\u00e9 \t"}"#] {
+            assert_eq!(check(data, 64).unwrap().get(), data);
+        }
+        assert_eq!(check("[ 0.10600388718287379 ,\r\n\t-0 ]", 64).unwrap().get(), "[0.10600388718287379,-0]");
+    }
+
+    /// A stored event as a log would hand it back, unchecked.
+    fn stored(kind: &str, data: &str) -> Event {
+        let draft = Draft {
+            topic: Topic::new("a/b").unwrap(),
+            kind: kind.into(),
+            data: raw(data),
+            key: None,
+            tombstone: false,
+        };
+        Event::new(EventId { ms: 1, seq: 0 }, draft)
+    }
+
+    #[test]
+    fn stored_events_publish_would_refuse_are_errors_not_panics() {
+        // A lone surrogate as the whole payload: there is no text to send plainly.
+        let e = stored("message", r#""\ud800""#);
+        assert_eq!(e.encoded(Format::Plain), Err(EncodeError::Payload));
+        assert!(e.frame().is_empty());
+        let envelope = e.encoded(Format::Envelope).unwrap();
+        assert!(std::str::from_utf8(envelope).unwrap().contains(r#","data":"\ud800"}"#));
+        // Inside a value, and nested past any parser's limit: embedded as stored, in both.
+        let deep = format!(r#"{}"\udc00"{}"#, "[".repeat(300), "]".repeat(300));
+        let e = stored("message", &deep);
+        assert!(std::str::from_utf8(e.encoded(Format::Plain).unwrap()).unwrap().contains(&deep));
+        assert!(std::str::from_utf8(e.encoded(Format::Envelope).unwrap()).unwrap().contains(&deep));
+        // A type that would break its line.
+        for kind in ["a\nb", "a\rdata: x", "a\0"] {
+            let e = stored(kind, "1");
+            assert_eq!(e.encoded(Format::Plain), Err(EncodeError::Type));
+            assert_eq!(e.encoded(Format::Envelope), Err(EncodeError::Type));
+        }
+    }
+
+    #[test]
+    fn envelopes_escape_keys_and_embed_the_data() {
+        let data = r#"{"v":0.10600388718287379,"n":123456789012345678901234567890}"#;
+        // Control characters cannot be published in a key, but a stored one is still escaped.
+        let key = "k \"q\" \\ \n\t\u{1}\u{7f}é😀";
+        let draft = Draft {
+            topic: Topic::new("a/b").unwrap(),
+            kind: DEFAULT_TYPE.into(),
+            data: raw(data),
+            key: Some(key.into()),
+            tombstone: true,
+        };
+        let e = Event::new(EventId { ms: 1, seq: 2 }, draft);
+        let frame = std::str::from_utf8(e.encoded(Format::Envelope).unwrap()).unwrap().to_owned();
+        let text = frame.strip_prefix("id: 1-2\ndata: ").and_then(|t| t.strip_suffix("\n\n")).unwrap();
+        let want = format!(
+            r#"{{"topic":"a/b","key":{},"tombstone":true,"data":{data}}}"#,
+            serde_json::to_string(key).unwrap()
+        );
+        assert_eq!(text, want);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_strings_are_escaped_as_serde_json_escapes_them(s in "(?s).{0,64}") {
+            let mut out = String::new();
+            push_json_string(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
+        }
     }
 }

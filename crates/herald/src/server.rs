@@ -332,6 +332,7 @@ async fn accept_loop(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_send_buf_size(crate::http::events::COALESCE_BYTES)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();

@@ -8,8 +8,10 @@
 //! Admission: [`Lifecycle::admit`] counts each new stream against `limits.max_clients` (one
 //! atomic) and, when `limits.max_clients_per_principal` is set, against its principal's count
 //! (a map under a mutex, held only for the increment). Both checks and their increments happen
-//! together, so concurrent openings can never overshoot either limit; [`Lifecycle::release`]
-//! undoes exactly what was counted.
+//! together, so concurrent openings can never overshoot either limit. An [`Admission`] gives
+//! back exactly what was counted when it is dropped, whoever holds it then: the stream, or the
+//! [`Router`](crate::hub::Router), which drops a lagging or stalled stream's admission at once
+//! even while hyper still holds the stream's body (see `hub`'s `## Closing`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -46,12 +48,25 @@ pub struct Lifecycle {
     phase: AtomicU8,
     streams: CancellationToken,
     tracker: TaskTracker,
+    /// Shared with every [`Admission`], which uncounts itself when dropped.
+    counts: Arc<Counts>,
+    /// Sources that must sync before `/ready` says ready (see [`crate::sources::Gates`]).
+    pub gates: crate::sources::Gates,
+}
+
+/// What admissions count.
+#[derive(Debug, Default)]
+struct Counts {
     clients: AtomicUsize,
     /// Open streams per principal, only while `max_clients_per_principal` is set; a principal
     /// with none left has no entry.
     per_principal: Mutex<HashMap<Arc<str>, usize>>,
-    /// Sources that must sync before `/ready` says ready (see [`crate::sources::Gates`]).
-    pub gates: crate::sources::Gates,
+}
+
+impl Counts {
+    fn per_principal(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> {
+        self.per_principal.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Why [`Lifecycle::admit`] refused a stream.
@@ -65,12 +80,28 @@ pub enum Refusal {
     TooManyForPrincipal(usize),
 }
 
-/// An admitted stream's place: hand it back with [`Lifecycle::release`] when the stream ends.
+/// An admitted stream's place, given back when dropped.
 #[derive(Debug)]
 pub struct Admission {
     _tracked: TaskTrackerToken,
     /// The principal whose count includes this stream, if counted.
     principal: Option<Arc<str>>,
+    counts: Arc<Counts>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(principal) = &self.principal {
+            let mut counts = self.counts.per_principal();
+            if let Some(count) = counts.get_mut(principal) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(principal);
+                }
+            }
+        }
+        self.counts.clients.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Lifecycle {
@@ -107,54 +138,47 @@ impl Lifecycle {
 
     /// Counts a new stream if fewer than `max` are open on the node and, unless `per_principal`
     /// is 0, fewer than `per_principal` of `principal`'s. The stream keeps the admission while
-    /// open and hands it to [`Lifecycle::release`] when it ends.
+    /// open; dropping it uncounts the stream.
     ///
     /// # Errors
     /// [`Refusal`] says which limit was reached; nothing was counted.
     pub fn admit(&self, max: usize, principal: &Arc<str>, per_principal: usize) -> Result<Admission, Refusal> {
-        if self.clients.fetch_add(1, Ordering::AcqRel) >= max {
-            self.clients.fetch_sub(1, Ordering::AcqRel);
+        let counts = &self.counts;
+        if counts.clients.fetch_add(1, Ordering::AcqRel) >= max {
+            counts.clients.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::TooManyClients(max));
         }
         let principal = if per_principal == 0 {
             None
         } else {
-            let mut counts = self.per_principal.lock().unwrap_or_else(|e| e.into_inner());
-            let count = counts.entry(principal.clone()).or_insert(0);
+            let mut by_principal = counts.per_principal();
+            let count = by_principal.entry(principal.clone()).or_insert(0);
             if *count >= per_principal {
-                drop(counts);
-                self.clients.fetch_sub(1, Ordering::AcqRel);
+                drop(by_principal);
+                counts.clients.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refusal::TooManyForPrincipal(per_principal));
             }
             *count += 1;
             Some(principal.clone())
         };
-        Ok(Admission { _tracked: self.tracker.token(), principal })
+        Ok(Admission { _tracked: self.tracker.token(), principal, counts: counts.clone() })
     }
 
-    /// Uncounts a stream admitted by [`Lifecycle::admit`].
+    /// Uncounts a stream admitted by [`Lifecycle::admit`]: the same as dropping `admission`,
+    /// for callers that name the moment.
     pub fn release(&self, admission: Admission) {
-        if let Some(principal) = &admission.principal {
-            let mut counts = self.per_principal.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = counts.get_mut(principal) {
-                *count -= 1;
-                if *count == 0 {
-                    counts.remove(principal);
-                }
-            }
-        }
-        self.clients.fetch_sub(1, Ordering::AcqRel);
+        drop(admission);
     }
 
     /// Open streams of the principal with this limit key (counted only while
     /// `max_clients_per_principal` is set).
     pub fn principal_clients(&self, principal: &str) -> usize {
-        self.per_principal.lock().unwrap_or_else(|e| e.into_inner()).get(principal).copied().unwrap_or(0)
+        self.counts.per_principal().get(principal).copied().unwrap_or(0)
     }
 
     /// Open streams on this node.
     pub fn clients(&self) -> usize {
-        self.clients.load(Ordering::Acquire)
+        self.counts.clients.load(Ordering::Acquire)
     }
 }
 
@@ -176,9 +200,10 @@ mod tests {
         life.release(a1);
         assert_eq!(life.principal_clients(&a), 1);
         life.admit(3, &a, 2).map(|x| life.release(x)).unwrap();
-        life.release(a2);
+        // Dropping an admission is releasing it.
+        drop(a2);
         life.release(b1);
-        assert_eq!((life.clients(), life.per_principal.lock().unwrap().len()), (0, 0));
+        assert_eq!((life.clients(), life.counts.per_principal().len()), (0, 0));
         // Without a per-principal limit nothing is kept per principal.
         let x = life.admit(3, &a, 0).unwrap();
         assert_eq!(life.principal_clients(&a), 0);

@@ -23,6 +23,11 @@ pub fn control_frame(kind: &str, data: &str) -> Bytes {
     encode(None, kind, data)
 }
 
+/// Encodes a frame of `data:` lines alone (no `id:`, no `event:`), as Argo CD's stream sends.
+pub fn data_frame(data: &str) -> Bytes {
+    encode(None, crate::event::DEFAULT_TYPE, data)
+}
+
 /// The `retry:` line that opens every stream.
 pub fn retry_frame(ms: u64) -> Bytes {
     Bytes::from(format!("retry: {ms}\n\n"))
@@ -296,6 +301,7 @@ mod tests {
         );
         assert_eq!(&event_frame("1-0", "message", "")[..], b"id: 1-0\ndata: \n\n");
         assert_eq!(&control_frame("herald.synced", "{}")[..], b"event: herald.synced\ndata: {}\n\n");
+        assert_eq!(&data_frame("{\"a\":1}")[..], b"data: {\"a\":1}\n\n");
         assert_eq!(&retry_frame(2000)[..], b"retry: 2000\n\n");
     }
 

@@ -46,6 +46,10 @@ pub struct Metrics {
     pub events_published: Counter,
     /// Events written to streams, counting each stream once per event.
     pub events_delivered: Counter,
+    /// Events a stream skipped because they cannot be encoded in its format (a stored event
+    /// that today's publish checks would refuse), counting each stream once per event:
+    /// `herald_events_skipped_total{reason="encode"}`.
+    pub events_skipped_encode: Counter,
     /// Time from receiving a publish request to its durable answer.
     pub publish_duration: Histogram,
     disconnected: [Counter; 5],
@@ -81,6 +85,7 @@ impl Metrics {
         describe("herald_clients_connected", None, "Open SSE streams on this node");
         describe("herald_events_published_total", None, "Events appended to the log");
         describe("herald_events_delivered_total", None, "Events written to streams, once per stream");
+        describe("herald_events_skipped_total", None, "Events a stream could not send, once per stream, by reason");
         describe("herald_clients_disconnected_total", None, "Closed SSE streams by reason");
         describe("herald_publish_duration_seconds", Some(Unit::Seconds), "Publish request to durable answer");
         let disconnected = Disconnect::ALL.map(|reason| {
@@ -91,6 +96,10 @@ impl Metrics {
             clients_connected: recorder.register_gauge(&Key::from_name("herald_clients_connected"), &METADATA),
             events_published: recorder.register_counter(&Key::from_name("herald_events_published_total"), &METADATA),
             events_delivered: recorder.register_counter(&Key::from_name("herald_events_delivered_total"), &METADATA),
+            events_skipped_encode: recorder.register_counter(
+                &Key::from_parts("herald_events_skipped_total", vec![Label::new("reason", "encode")]),
+                &METADATA,
+            ),
             publish_duration: recorder
                 .register_histogram(&Key::from_name("herald_publish_duration_seconds"), &METADATA),
             disconnected,

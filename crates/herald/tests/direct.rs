@@ -196,12 +196,18 @@ async fn a_head_that_arrives_a_few_bytes_at_a_time_is_served() {
 #[tokio::test]
 async fn other_requests_still_go_to_hyper() {
     let server = start(config()).await;
-    // A stream head beyond max_header_bytes: hyper's 431.
+    // A stream head beyond max_header_bytes: 431, answered before hyper, with a JSON body
+    // (hyper's has none), and the connection closed.
     let mut conn = Conn::open(server.addr).await;
     let big = format!("GET /events?topic=t HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(70 * 1024));
     // The server may answer and close before taking it all.
     let _ = conn.socket.write_all(big.as_bytes()).await;
-    assert_eq!(conn.head().await.status, 431);
+    let head = conn.head().await;
+    assert_eq!((head.status, head.get("connection")), (431, Some("close")));
+    assert_eq!(head.get("content-type"), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_str(&conn.body(&head).await).unwrap();
+    assert_eq!(body["error"], "headers_too_large", "{body}");
+    assert!(conn.closed().await);
 
     // HTTP/1.0 has no chunked encoding: hyper streams it until the connection closes.
     let mut conn = Conn::open(server.addr).await;

@@ -23,6 +23,12 @@
 //!   `a<1`, comma-separated); a malformed one is 400.
 //! - An application whose labels change so that it no longer matches is simply not sent any
 //!   more (no `DELETED`), as in Argo CD.
+//! - The `application` is the stored object byte for byte: only the few members the filters
+//!   read (`metadata.name`, `namespace`, `labels`, `resourceVersion`, `spec.project`, the
+//!   sources' `repoURL`) are parsed, and the object is never printed again, so numbers keep
+//!   their digits and the cost per watcher is a scan, not a parse and a print. An event whose
+//!   data is not a JSON object cannot be an application: it is skipped (logged, and counted in
+//!   `herald_events_skipped_total{reason="encode"}`), and the stream goes on.
 //!
 //! Deliberate differences from Argo CD: `appNamespace` filters on its own, with or without
 //! `name` (Argo CD applies it only together with `name`, defaulting to its control-plane
@@ -50,16 +56,19 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use axum::Json;
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserializer as _;
+use serde_json::value::RawValue;
+use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::ApiError;
 use crate::auth::{Access, Filter};
-use crate::event::Event;
+use crate::event::{EncodeError, Event};
 use crate::hub::{Origin, Subscription};
 use crate::server::Hub;
 use crate::shutdown::Admission;
@@ -125,25 +134,24 @@ impl Query {
     }
 
     /// Whether `app` passes every filter of the query (but `resourceVersion` and `repo`).
-    fn matches(&self, app: &Value) -> bool {
-        let meta = &app["metadata"];
-        if self.name.as_deref().is_some_and(|n| meta["name"].as_str() != Some(n)) {
+    fn matches(&self, app: &App<'_>) -> bool {
+        if self.name.as_deref().is_some_and(|n| app.name.as_deref() != Some(n)) {
             return false;
         }
-        if self.app_namespace.as_deref().is_some_and(|ns| meta["namespace"].as_str() != Some(ns)) {
+        if self.app_namespace.as_deref().is_some_and(|ns| app.namespace.as_deref() != Some(ns)) {
             return false;
         }
         let projects = self.projects();
-        if !projects.is_empty() && !projects.iter().any(|p| p == project(app)) {
+        if !projects.is_empty() && !projects.iter().any(|p| p == app.project()) {
             return false;
         }
-        self.selector.matches(&meta["labels"])
+        self.selector.matches_raw(app.labels)
     }
 
     /// `resourceVersion` as Argo CD applies it to every event: an application whose own
     /// version is a number below the asked one is dropped.
-    fn recent_enough(&self, app: &Value, min: u64) -> bool {
-        match app["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse::<u64>().ok()) {
+    fn recent_enough(&self, app: &App<'_>, min: u64) -> bool {
+        match app.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()) {
             Some(version) => version >= min,
             None => true,
         }
@@ -151,33 +159,128 @@ impl Query {
 
     /// The list endpoint's `repo` filter: the application's source repository, compared without
     /// a trailing `/` or `.git` and without case (as Argo CD normalises Git URLs).
-    fn repo_matches(&self, app: &Value) -> bool {
+    fn repo_matches(&self, app: &App<'_>) -> bool {
         let Some(want) = &self.repo else { return true };
         let normal = |u: &str| u.trim_end_matches('/').trim_end_matches(".git").to_ascii_lowercase();
         let want = normal(want);
-        let spec = &app["spec"];
-        let single = spec["source"]["repoURL"].as_str();
-        let many = spec["sources"].as_array().into_iter().flatten().filter_map(|s| s["repoURL"].as_str());
-        single.into_iter().chain(many).any(|u| normal(u) == want)
+        app.repo_urls().iter().any(|u| normal(u) == want)
     }
 }
 
-/// `spec.project`, or `default` when empty (Argo CD's `Spec.GetProject()`).
-fn project(app: &Value) -> &str {
-    match app["spec"]["project"].as_str() {
-        Some(p) if !p.is_empty() => p,
-        _ => "default",
+/// What the filters read of an Application; the object itself stays the stored text.
+#[derive(Debug)]
+struct App<'a> {
+    /// The stored object, verbatim: what the stream and the list send.
+    raw: &'a str,
+    /// `metadata.name` (`None` when absent or not a string, like the rest).
+    name: Option<String>,
+    /// `metadata.namespace`.
+    namespace: Option<String>,
+    /// `metadata.resourceVersion`.
+    resource_version: Option<String>,
+    /// `metadata.labels`, parsed only when a selector asks.
+    labels: Option<&'a RawValue>,
+    /// `spec.project`.
+    project: Option<String>,
+    /// `spec`, for the list's `repo` filter.
+    spec: Option<&'a RawValue>,
+}
+
+impl<'a> App<'a> {
+    /// Reads what the filters need of `raw`; `None` when it is not a JSON object.
+    fn parse(raw: &'a RawValue) -> Option<Self> {
+        let [metadata, spec] = members(raw.get(), ["metadata", "spec"])?;
+        let [name, namespace, resource_version, labels] = metadata
+            .and_then(|m| members(m.get(), ["name", "namespace", "resourceVersion", "labels"]))
+            .unwrap_or_default();
+        let [project] = spec.and_then(|s| members(s.get(), ["project"])).unwrap_or_default();
+        Some(Self {
+            raw: raw.get(),
+            name: text(name),
+            namespace: text(namespace),
+            resource_version: text(resource_version),
+            labels,
+            project: text(project),
+            spec,
+        })
+    }
+
+    /// `spec.project`, or `default` when empty (Argo CD's `Spec.GetProject()`).
+    fn project(&self) -> &str {
+        match self.project.as_deref() {
+            Some(p) if !p.is_empty() => p,
+            _ => "default",
+        }
+    }
+
+    /// `namespace/name`, Argo CD's `QualifiedName`, the order of the initial list.
+    fn qualified_name(&self) -> String {
+        let name = self.name.as_deref().unwrap_or("");
+        match self.namespace.as_deref() {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+            _ => name.to_owned(),
+        }
+    }
+
+    /// `spec.source.repoURL` and every `spec.sources[].repoURL`.
+    fn repo_urls(&self) -> Vec<String> {
+        let [source, sources] = self.spec.and_then(|s| members(s.get(), ["source", "sources"])).unwrap_or_default();
+        let url = |s: &RawValue| members(s.get(), ["repoURL"]).and_then(|[u]| text(u));
+        let many: Vec<&RawValue> = sources.and_then(|s| serde_json::from_str(s.get()).ok()).unwrap_or_default();
+        source.and_then(url).into_iter().chain(many.into_iter().filter_map(url)).collect()
     }
 }
 
-/// `namespace/name`, Argo CD's `QualifiedName`, the order of the initial list.
-fn qualified_name(app: &Value) -> String {
-    let meta = &app["metadata"];
-    let name = meta["name"].as_str().unwrap_or("");
-    match meta["namespace"].as_str() {
-        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
-        _ => name.to_owned(),
+/// A member's value when it is a JSON string (as `Value::as_str` reads it), else `None`.
+fn text(raw: Option<&RawValue>) -> Option<String> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+}
+
+/// The values of the members `names` of the JSON object `raw`, as raw text (of a repeated name,
+/// the last, as `serde_json::Value` keeps it); `None` when `raw` is not an object. Members not
+/// asked for are skipped without building anything (serde_json skips them without recursion, so
+/// nesting costs no stack).
+fn members<'a, const N: usize>(raw: &'a str, names: [&str; N]) -> Option<[Option<&'a RawValue>; N]> {
+    /// Visits an object, keeping the asked members raw.
+    struct Pick<'n, const N: usize>(&'n [&'n str; N]);
+    /// Reads a member name as its index in the asked names.
+    struct Name<'n, const N: usize>(&'n [&'n str; N]);
+
+    impl<'de, const N: usize> DeserializeSeed<'de> for Name<'_, N> {
+        type Value = Option<usize>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+            d.deserialize_str(self)
+        }
     }
+    impl<'de, const N: usize> Visitor<'de> for Name<'_, N> {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a member name")
+        }
+        fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Option<usize>, E> {
+            Ok(self.0.iter().position(|n| *n == name))
+        }
+    }
+    impl<'de, const N: usize> Visitor<'de> for Pick<'_, N> {
+        type Value = [Option<&'de RawValue>; N];
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = [None; N];
+            while let Some(index) = map.next_key_seed(Name(self.0))? {
+                match index.and_then(|i| out.get_mut(i)) {
+                    Some(slot) => *slot = Some(map.next_value()?),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    serde_json::Deserializer::from_str(raw).deserialize_map(Pick(&names)).ok()
 }
 
 /// The patterns this endpoint reads, and what of them the caller may read.
@@ -187,43 +290,66 @@ fn authorise(access: &Access) -> Result<(Vec<Pattern>, Filter), ApiError> {
     Ok((patterns, filter))
 }
 
-/// The applications of a snapshot that the caller may see, parsed.
-fn visible(events: &[Arc<Event>], filter: &Filter) -> Vec<Value> {
+/// The applications of a snapshot that the caller may see; `skipped` is called with each event
+/// that is not an application (its data is not a JSON object).
+fn visible<'e>(events: &'e [Arc<Event>], filter: &Filter, mut skipped: impl FnMut(&Event)) -> Vec<App<'e>> {
     events
         .iter()
         .filter(|e| !e.tombstone && filter.allows(&e.topic))
-        .filter_map(|e| serde_json::from_str::<Value>(e.data.get()).ok())
-        .filter(Value::is_object)
+        .filter_map(|e| {
+            let app = App::parse(&e.data);
+            if app.is_none() {
+                skipped(e);
+            }
+            app
+        })
         .collect()
+}
+
+/// Logs an event that Argo CD's format cannot carry; never its payload.
+fn not_an_application(event: &Event) {
+    tracing::error!(
+        event.id = %event.id,
+        topic = event.topic.as_str(),
+        error = %EncodeError::NotAnObject,
+        "an event under argocd/objects is not an application; Argo CD streams skip it"
+    );
 }
 
 /// `GET /api/v1/applications`: `{"metadata":{"resourceVersion":…},"items":[…]}`, sorted by name
 /// (then namespace), filtered like the stream (and by `repo`); `resourceVersion` is the highest
-/// numeric one among the objects Herald holds.
+/// numeric one among the objects Herald holds. The items are the stored objects verbatim.
 ///
 /// # Errors
 /// 400 for a malformed selector; 401 / 403 as SPEC §6; 503 while the log is closed.
-pub async fn list(
-    State(hub): State<Arc<Hub>>,
-    access: Access,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(hub): State<Arc<Hub>>, access: Access, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let query = Query::parse(raw.as_deref())?;
     let (patterns, filter) = authorise(&access)?;
     let snapshot = hub.log.snapshot(&patterns).await?;
-    let all = visible(&snapshot.events, &filter);
-    let version = all
-        .iter()
-        .filter_map(|a| a["metadata"]["resourceVersion"].as_str()?.parse::<u64>().ok())
-        .max()
-        .map(|v| v.to_string());
-    let mut items: Vec<Value> = all.into_iter().filter(|a| query.matches(a) && query.repo_matches(a)).collect();
+    let all = visible(&snapshot.events, &filter, not_an_application);
+    let version = all.iter().filter_map(|a| a.resource_version.as_deref()?.parse::<u64>().ok()).max();
+    let mut items: Vec<App<'_>> = all.into_iter().filter(|a| query.matches(a) && query.repo_matches(a)).collect();
     items.sort_by(by_name);
-    Ok(Json(json!({ "metadata": { "resourceVersion": version }, "items": items })))
+    // Written directly, so every item is its stored bytes (the version is digits: no escaping).
+    let mut body = String::with_capacity(items.iter().map(|a| a.raw.len() + 1).sum::<usize>() + 64);
+    match version {
+        Some(v) => body.push_str(&format!("{{\"metadata\":{{\"resourceVersion\":\"{v}\"}},\"items\":[")),
+        None => body.push_str("{\"metadata\":{\"resourceVersion\":null},\"items\":["),
+    }
+    for (i, app) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(app.raw);
+    }
+    body.push_str("]}");
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
 }
 
-fn by_name(a: &Value, b: &Value) -> CmpOrdering {
-    let key = |v: &Value| (v["metadata"]["name"].as_str().unwrap_or("").to_owned(), qualified_name(v));
+fn by_name(a: &App<'_>, b: &App<'_>) -> CmpOrdering {
+    let key = |v: &App<'_>| (v.name.clone().unwrap_or_default(), v.qualified_name());
     key(a).cmp(&key(b))
 }
 
@@ -252,13 +378,18 @@ pub async fn stream(
             watch.cursor = snapshot.as_of;
             if watch.query.sends_list() {
                 let min = watch.query.min_version();
-                let mut apps: Vec<Value> = visible(&snapshot.events, &filter)
-                    .into_iter()
-                    .filter(|a| watch.query.matches(a) && watch.query.recent_enough(a, min))
-                    .collect();
-                apps.sort_by_cached_key(qualified_name);
+                let mut skipped = 0;
+                let mut apps: Vec<App<'_>> = visible(&snapshot.events, &filter, |e| {
+                    not_an_application(e);
+                    skipped += 1;
+                })
+                .into_iter()
+                .filter(|a| watch.query.matches(a) && watch.query.recent_enough(a, min))
+                .collect();
+                hub.metrics.events_skipped_encode.increment(skipped);
+                apps.sort_by_cached_key(App::qualified_name);
                 let n = apps.len() as u64;
-                watch.pending.extend(apps.iter().map(|a| frame("ADDED", a)));
+                watch.pending.extend(apps.iter().map(|a| frame("ADDED", a.raw)));
                 watch.count_sent(n);
             }
         }
@@ -273,10 +404,27 @@ pub async fn stream(
     Ok(super::events::sse_response(body))
 }
 
-/// One SSE event of Argo CD's stream.
-fn frame(kind: &str, app: &Value) -> Bytes {
-    let body = json!({ "result": { "type": kind, "application": app } });
-    Bytes::from(format!("data: {body}\n\n"))
+/// One SSE event of Argo CD's stream, around the stored object `application` as it is.
+fn frame(kind: &str, application: &str) -> Bytes {
+    let mut data = String::with_capacity(application.len() + 48);
+    data.push_str("{\"result\":{\"type\":\"");
+    data.push_str(kind);
+    data.push_str("\",\"application\":");
+    data.push_str(application);
+    data.push_str("}}");
+    // Compact JSON has no line break; `data_frame` would still keep the frame whole if a stored
+    // object had one.
+    sse::data_frame(&data)
+}
+
+/// The frame this stream sends for `event`, a keyed event of the `argocd` preset (without the
+/// query's filters): `{"result":{"type":…,"application":<the stored object, byte for byte>}}`.
+///
+/// # Errors
+/// [`EncodeError::NotAnObject`] when the event's data is not a JSON object.
+pub fn watch_frame(event: &Event) -> Result<Bytes, EncodeError> {
+    let app = App::parse(&event.data).ok_or(EncodeError::NotAnObject)?;
+    Ok(frame(watch_type(event), app.raw))
 }
 
 /// Argo CD's event type for a keyed event of the `argocd` preset.
@@ -382,10 +530,14 @@ impl Watch {
                         return;
                     }
                     self.cursor = None;
-                    let Ok(app) = serde_json::from_str::<Value>(event.data.get()) else { return };
+                    let Some(app) = App::parse(&event.data) else {
+                        not_an_application(&event);
+                        self.hub.metrics.events_skipped_encode.increment(1);
+                        return;
+                    };
                     let min = self.query.min_version();
                     if self.query.matches(&app) && self.query.recent_enough(&app, min) {
-                        self.pending.push_back(frame(watch_type(&event), &app));
+                        self.pending.push_back(frame(watch_type(&event), app.raw));
                         self.count_sent(1);
                     }
                 }
@@ -457,6 +609,20 @@ impl Selector {
             requirements.push(Requirement::parse(part)?);
         }
         Ok(Self { requirements })
+    }
+
+    /// [`Selector::matches`] on stored `metadata.labels` text (absent: no labels), parsed only
+    /// when there is a requirement to check. Labels that do not parse (nothing a Kubernetes
+    /// object holds) match no selector but the empty one.
+    fn matches_raw(&self, labels: Option<&RawValue>) -> bool {
+        if self.requirements.is_empty() {
+            return true;
+        }
+        match labels.map(|l| serde_json::from_str::<Value>(l.get())) {
+            None => self.matches(&Value::Null),
+            Some(Ok(labels)) => self.matches(&labels),
+            Some(Err(_)) => false,
+        }
     }
 
     /// Whether a `metadata.labels` object (or null: no labels) satisfies every requirement.
@@ -563,6 +729,7 @@ impl Requirement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> Value {
         Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect())
@@ -612,16 +779,22 @@ mod tests {
         }
     }
 
-    fn app(ns: &str, name: &str, project: &str, rv: &str, l: &[(&str, &str)]) -> Value {
-        json!({
+    fn app(ns: &str, name: &str, project: &str, rv: &str, l: &[(&str, &str)]) -> Box<RawValue> {
+        let value = json!({
             "metadata": {"name": name, "namespace": ns, "resourceVersion": rv, "labels": labels(l)},
             "spec": {"project": project, "source": {"repoURL": "https://github.com/example/Apps.git"}},
-        })
+        });
+        serde_json::value::to_raw_value(&value).unwrap()
+    }
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
     }
 
     #[test]
     fn queries_filter_like_argo_cd() {
         let a = app("argocd", "web", "shop", "120", &[("team", "web")]);
+        let a = App::parse(&a).unwrap();
         let q = |text: &str| Query::parse(Some(text)).unwrap();
         assert!(q("").matches(&a) && q("").sends_list());
         assert!(q("name=web").matches(&a) && !q("name=api").matches(&a));
@@ -635,18 +808,43 @@ mod tests {
         assert!(q("").recent_enough(&a, 120) && !q("").recent_enough(&a, 121));
         assert!(q("repo=https://github.com/example/apps").repo_matches(&a));
         assert!(!q("repo=https://github.com/example/other").repo_matches(&a));
-        assert_eq!(project(&app("n", "x", "", "1", &[])), "default");
-        assert_eq!(qualified_name(&a), "argocd/web");
+        assert_eq!(App::parse(&app("n", "x", "", "1", &[])).unwrap().project(), "default");
+        assert_eq!(a.qualified_name(), "argocd/web");
     }
 
     #[test]
-    fn frames_are_argo_cd_watch_events() {
-        let a = json!({"metadata": {"name": "web"}});
-        let f = frame("ADDED", &a);
+    fn only_the_filtered_members_are_read_and_read_as_value_would() {
+        // Repeated names: the last wins; members of the wrong type count as absent; escapes in
+        // names and values are decoded; what is not read may be anything, however deep.
+        let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+        let text = format!(
+            r#"{{"metadata":{{"name":"old","name":"web","namespace":7,"labels":{{"a":"b"}}}},"status":{deep},"spec":{{"sources":[{{"repoURL":"https://x/a.git"}},{{}},3]}},"spec":{{"project":"p","sources":[{{"repoURL":"https://x/b"}}]}}}}"#
+        );
+        let a = raw(&text);
+        let a = App::parse(&a).unwrap();
+        assert_eq!((a.name.as_deref(), a.namespace.as_deref(), a.project()), (Some("web"), None, "p"));
+        assert_eq!(a.repo_urls(), ["https://x/b"]);
+        assert!(Selector::parse("a=b").unwrap().matches_raw(a.labels));
+        assert_eq!(a.raw, text);
+        for not_an_object in ["null", "[1]", "\"x\"", "1"] {
+            assert!(App::parse(&raw(not_an_object)).is_none(), "{not_an_object}");
+        }
+        let odd = raw(r#"{"metadata":[],"spec":"x"}"#);
+        let odd = App::parse(&odd).unwrap();
+        assert_eq!((odd.name.as_deref(), odd.project(), odd.qualified_name()), (None, "default", String::new()));
+        assert!(!Selector::parse("a").unwrap().matches_raw(None));
+        assert!(Selector::parse("!a").unwrap().matches_raw(None));
+    }
+
+    #[test]
+    fn frames_are_argo_cd_watch_events_around_the_stored_bytes() {
+        let stored = r#"{"metadata":{"name":"web"},"v":0.10600388718287379,"n":123456789012345678901234567890}"#;
+        let f = frame("ADDED", stored);
         let text = std::str::from_utf8(&f).unwrap();
         let line = text.strip_prefix("data: ").and_then(|t| t.strip_suffix("\n\n")).unwrap();
         assert!(!line.contains('\n'));
+        assert_eq!(line, format!(r#"{{"result":{{"type":"ADDED","application":{stored}}}}}"#));
         let parsed: Value = serde_json::from_str(line).unwrap();
-        assert_eq!(parsed, json!({"result": {"type": "ADDED", "application": {"metadata": {"name": "web"}}}}));
+        assert_eq!(parsed["result"]["application"]["metadata"]["name"], "web");
     }
 }

@@ -13,8 +13,15 @@
 //!
 //! The stream ends with `herald.shutdown` when the node drains, with `herald.expired` when its
 //! token's `exp` (plus the leeway) passes, checked before every step and raced in the live wait,
-//! and without a word when it fell behind its queue (the client resumes from its last id). A
-//! heartbeat is written after `heartbeat_s` of silence.
+//! and without a word when it fell behind its queue or its client stopped taking bytes for
+//! `limits.write_stall_s` (the client resumes from its last id; see `hub`'s `## Lagging` and
+//! `## Stalling`). A heartbeat is written after `heartbeat_s` of silence.
+//!
+//! Memory: the stream's subscription is opened (and watched for stalls, holding the stream's
+//! admission) when the stream starts, and receives live events from step 2's end or step 3.
+//! What waits in the stream itself stays near `limits.stream_queue_bytes` too: a replay step
+//! reads fewer events when they are large, and frames are joined into one write only up to
+//! [`COALESCE_BYTES`], so a topic of large events costs a reference per frame, not a copy.
 //!
 //! Authorisation: a subscription none of whose patterns can meet the token's subscribe claims
 //! is refused with 403; otherwise every event of every step is checked against the stream's
@@ -38,8 +45,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::ApiError;
 use crate::auth::{Access, Filter};
 use crate::config::HeartbeatStyle;
-use crate::event::{Event, EventId, RESERVED_PREFIX};
-use crate::hub::{any_matches, Origin, Subscription};
+use crate::event::{EncodeError, Event, EventId, Format, RESERVED_PREFIX};
+use crate::hub::{any_matches, Bounds, Origin, Subscription};
 use crate::log::Resume;
 use crate::server::Hub;
 use crate::shutdown::{Admission, Refusal};
@@ -47,10 +54,18 @@ use crate::sse;
 use crate::telemetry::Disconnect;
 use crate::topic::{Pattern, Topic};
 
-/// Events read from the log per replay step.
+/// Events read from the log per replay step, at most.
 const REPLAY_CHUNK: usize = 1024;
-/// Frames joined into one write when several are ready at once.
+/// Events read by the first replay step: later steps read up to four times more while the
+/// events read fit `limits.stream_queue_bytes`, and fewer when they do not.
+const REPLAY_FIRST: usize = 64;
+/// Frames joined into one write when several are ready at once...
 const COALESCE: usize = 64;
+/// ... as long as they add up to no more than this many bytes (one larger frame is written
+/// alone, not copied). It also bounds what a writer holds of a stream at a time: hyper keeps a
+/// frame or two of it while the client does not read, and h2's send buffer per stream is capped
+/// to the same (`server.rs`), down from hyper's 400 KiB.
+pub const COALESCE_BYTES: usize = 64 << 10;
 
 /// Where a stream starts, from `lastEventID` / `Last-Event-ID`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,16 +160,21 @@ pub async fn subscribe(
     let admission = admit_stream(&hub, &access)?;
     let origin = Origin { principal: access.principal.clone(), remote: Some(remote) };
     let stream = EventStream::new(hub, query, start, origin, Allowance { filter, expires: access.expires }, admission);
+    // For a writer that sees its socket (`direct`): it keeps the stall limit itself.
+    let watch = stream.sub.write_watch();
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
         let frame = s.next_frame().await?;
         Some((Ok::<_, std::convert::Infallible>(frame), s))
     }));
-    Ok(sse_response(body))
+    let mut response = sse_response(body);
+    response.extensions_mut().insert(watch);
+    Ok(response)
 }
 
 /// Opens a place for a new stream (this one or Argo CD's): 503 while draining, or at
 /// `limits.max_clients` or the principal's `limits.max_clients_per_principal`. An admitted
-/// stream is counted in `herald_clients_connected`; the stream uncounts itself when it ends.
+/// stream is counted in `herald_clients_connected`; whoever gives its admission back uncounts it
+/// (the stream, or the router for a stream it closed: see `hub`'s `## Closing`).
 pub(super) fn admit_stream(hub: &Hub, access: &Access) -> Result<Admission, ApiError> {
     if hub.lifecycle.phase() == crate::shutdown::Phase::Draining {
         return Err(ApiError::unavailable("draining", "the node is shutting down; reconnect elsewhere", 1));
@@ -203,27 +223,25 @@ struct EventStream {
     patterns: Vec<Pattern>,
     /// What the token lets this stream receive, on top of its patterns.
     filter: Filter,
-    origin: Origin,
     start: Start,
     snapshot: bool,
-    /// Send [`Event::envelope_frame`]s instead of plain frames.
+    /// Send envelope frames ([`Format::Envelope`]) instead of plain frames.
     envelope: bool,
     step: Step,
-    sub: Option<Subscription>,
+    /// Open from the start, holding the stream's admission; listening from step 2's end or
+    /// step 3. Given back when the stream is dropped, or earlier by the router (see `hub`).
+    sub: Subscription,
     /// The last log position this stream has covered: live events at or below it were already
     /// sent through replay or are part of the snapshot.
     cursor: Option<EventId>,
     pending: VecDeque<Bytes>,
-    /// Events sent before the subscription existed to count them.
-    sent_early: u64,
+    /// Events the next replay step reads (see [`REPLAY_FIRST`]).
+    replay_chunk: usize,
     last_write: Instant,
     heartbeat: Pin<Box<Sleep>>,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Fires when the token expires; `None` for a token without `exp` (or open mode).
     expiry: Option<Pin<Box<Sleep>>>,
-    reason: Disconnect,
-    /// The stream's place in the node's (and its principal's) count; handed back on drop.
-    admission: Option<Admission>,
 }
 
 impl EventStream {
@@ -242,6 +260,9 @@ impl EventStream {
             let left = at.duration_since(SystemTime::now()).unwrap_or_default();
             now.checked_add(left).map(|deadline| Box::pin(tokio::time::sleep_until(deadline)))
         });
+        let bounds = Bounds::of(&hub.config.limits);
+        let sub =
+            hub.router.open(query.patterns.clone(), origin, allowance.filter.allow_list(), bounds, Some(admission));
         Self {
             heartbeat: Box::pin(tokio::time::sleep_until(now + hub.config.heartbeat_s)),
             stopping: Box::pin(hub.lifecycle.streams().clone().cancelled_owned()),
@@ -249,18 +270,15 @@ impl EventStream {
             hub,
             patterns: query.patterns,
             filter: allowance.filter,
-            origin,
             start,
             snapshot: query.snapshot,
             envelope: query.envelope,
             step: Step::Start,
-            sub: None,
+            sub,
             cursor: None,
             pending: VecDeque::new(),
-            sent_early: 0,
+            replay_chunk: REPLAY_FIRST,
             last_write: now,
-            reason: Disconnect::Client,
-            admission: Some(admission),
         }
     }
 
@@ -275,11 +293,29 @@ impl EventStream {
     }
 
     /// The next bytes to write, or `None` when the stream is over.
+    ///
+    /// Being called means the writer took the previous frame; returning one means the writer has
+    /// something to do. The subscription is told both, for the router's stall watch.
     async fn next_frame(&mut self) -> Option<Bytes> {
+        self.sub.wrote();
+        let frame = self.produce().await;
+        if frame.is_some() {
+            self.sub.writing();
+        }
+        frame
+    }
+
+    async fn produce(&mut self) -> Option<Bytes> {
         loop {
             if let Some(first) = self.pending.pop_front() {
                 self.last_write = Instant::now();
                 return Some(self.coalesce(first));
+            }
+            // Closed by the router for stalling, whatever step it was in. (One that lagged ends
+            // in the live step, after what was queued for it.)
+            if self.step != Step::Done && self.sub.closed() {
+                self.finish(Disconnect::Lagged);
+                continue;
             }
             if self.step != Step::Done && self.hub.lifecycle.streams().is_cancelled() {
                 self.finish(Disconnect::Shutdown);
@@ -306,12 +342,22 @@ impl EventStream {
         }
     }
 
-    /// Joins what is already pending into one buffer, so a burst costs one write.
+    /// Joins what is already pending into one buffer, so a burst costs one write, up to
+    /// [`COALESCE`] frames and [`COALESCE_BYTES`].
     fn coalesce(&mut self, first: Bytes) -> Bytes {
-        if self.pending.is_empty() {
+        let mut len = first.len();
+        let n = self
+            .pending
+            .iter()
+            .take(COALESCE - 1)
+            .take_while(|frame| {
+                len += frame.len();
+                len <= COALESCE_BYTES
+            })
+            .count();
+        if n == 0 {
             return first;
         }
-        let n = self.pending.len().min(COALESCE - 1);
         let len = first.len() + self.pending.iter().take(n).map(Bytes::len).sum::<usize>();
         let mut out = BytesMut::with_capacity(len);
         out.extend_from_slice(&first);
@@ -321,8 +367,14 @@ impl EventStream {
         out.freeze()
     }
 
-    fn frame_of(&self, event: &Event) -> Bytes {
-        frame_bytes(event, self.envelope).clone()
+    /// The event's frame in this stream's format; `None` (counted) for an event that cannot be
+    /// encoded in it, which the stream skips rather than end.
+    fn frame_of(&self, event: &Event) -> Option<Bytes> {
+        let frame = frame_bytes(event, self.envelope).ok().cloned();
+        if frame.is_none() {
+            self.hub.metrics.events_skipped_encode.increment(1);
+        }
+        frame
     }
 
     fn control(&mut self, kind: &str, data: &str) {
@@ -336,26 +388,18 @@ impl EventStream {
             Disconnect::Expired => self.control("herald.expired", "{}"),
             Disconnect::Client | Disconnect::Lagged | Disconnect::Error => {}
         }
-        self.reason = reason;
         self.step = Step::Done;
-        self.sub = None;
+        // It receives nothing more; its admission is given back when the stream is dropped,
+        // after these last frames.
+        self.sub.finish(reason);
     }
 
     fn register(&mut self) {
-        let sub =
-            self.hub.router.subscribe_filtered(self.patterns.clone(), self.origin.clone(), self.filter.allow_list());
-        sub.shared().sent.fetch_add(self.sent_early, Ordering::Relaxed);
-        self.sent_early = 0;
-        self.sub = Some(sub);
+        self.sub.listen();
     }
 
     fn count_sent(&mut self, n: u64) {
-        match &self.sub {
-            Some(sub) => {
-                sub.shared().sent.fetch_add(n, Ordering::Relaxed);
-            }
-            None => self.sent_early += n,
-        }
+        self.sub.shared().sent.fetch_add(n, Ordering::Relaxed);
     }
 
     async fn start(&mut self) -> Result<(), crate::log::Error> {
@@ -393,20 +437,25 @@ impl EventStream {
     }
 
     async fn replay(&mut self) -> Result<(), crate::log::Error> {
-        let chunk = self.hub.log.read_after(self.cursor, REPLAY_CHUNK).await?;
-        let short = chunk.len() < REPLAY_CHUNK;
+        let asked = self.replay_chunk;
+        let chunk = self.hub.log.read_after(self.cursor, asked).await?;
+        let short = chunk.len() < asked;
+        let read: usize = chunk.iter().map(|event| event.frame().len()).sum();
+        self.replay_chunk = next_replay_chunk(asked, read, self.hub.config.limits.stream_queue_bytes);
         let mut sent = 0;
         for event in chunk {
             self.cursor = Some(event.id);
             if any_matches(&self.patterns, &event.topic) && self.allowed(&event.topic) {
-                self.pending.push_back(self.frame_of(&event));
-                sent += 1;
+                if let Some(frame) = self.frame_of(&event) {
+                    self.pending.push_back(frame);
+                    sent += 1;
+                }
             }
         }
         self.count_sent(sent);
         self.hub.metrics.events_delivered.increment(sent);
         if short {
-            if self.sub.is_none() {
+            if !self.sub.listening() {
                 // Caught up: register, then read once more for what was appended meanwhile.
                 self.register();
             } else {
@@ -425,8 +474,10 @@ impl EventStream {
         let mut n = 0;
         for event in &snapshot.events {
             if self.allowed(&event.topic) {
-                self.pending.push_back(self.frame_of(event));
-                n += 1;
+                if let Some(frame) = self.frame_of(event) {
+                    self.pending.push_back(frame);
+                    n += 1;
+                }
             }
         }
         self.count_sent(n);
@@ -438,10 +489,7 @@ impl EventStream {
     }
 
     async fn live(&mut self) {
-        let Some(sub) = self.sub.as_mut() else {
-            self.step = Step::Done;
-            return;
-        };
+        let sub = &mut self.sub;
         let expiry = self.expiry.as_mut();
         let expiry = async move {
             match expiry {
@@ -452,7 +500,7 @@ impl EventStream {
         let mut batch = Vec::new();
         tokio::select! {
             biased;
-            more = sub.recv_many(&mut batch, COALESCE) => {
+            more = sub.recv_many(&mut batch, COALESCE, COALESCE_BYTES) => {
                 if more {
                     let cursor = self.cursor.take();
                     // Already sent by replay, or part of the snapshot.
@@ -461,17 +509,22 @@ impl EventStream {
                         self.cursor = cursor;
                     }
                     let envelope = self.envelope;
-                    let frame = |event| frame_bytes(event, envelope);
+                    // An event this stream's format cannot carry is skipped (and counted), never
+                    // the end of the stream.
+                    let received = batch.len();
+                    batch.retain(|event| frame_bytes(event, envelope).is_ok());
+                    self.hub.metrics.events_skipped_encode.increment((received - batch.len()) as u64);
                     match batch.as_slice() {
                         [] => {}
                         // The event's own bytes, shared with every other stream.
-                        [one] => self.pending.push_back(frame(one).clone()),
+                        [one] => self.pending.extend(frame_bytes(one, envelope).ok().cloned()),
                         // Copied into one buffer: cheaper than a shared count taken and given back per
                         // frame by every stream, and one write.
                         several => {
-                            let mut out = BytesMut::with_capacity(several.iter().map(|e| frame(e).len()).sum());
-                            for event in several {
-                                out.extend_from_slice(frame(event));
+                            let frames = || several.iter().filter_map(|e| frame_bytes(e, envelope).ok());
+                            let mut out = BytesMut::with_capacity(frames().map(Bytes::len).sum());
+                            for bytes in frames() {
+                                out.extend_from_slice(bytes);
                             }
                             self.pending.push_back(out.freeze());
                         }
@@ -500,24 +553,22 @@ impl EventStream {
     }
 }
 
-/// The bytes of `event` a stream writes: its frame, or its envelope frame.
-fn frame_bytes(event: &Event, envelope: bool) -> &Bytes {
-    if envelope {
-        event.envelope_frame()
+/// How many events the replay step after one that read `asked` events of `read` frame bytes
+/// reads: what is read waits in the stream until written, so it is kept near `bound`
+/// (`limits.stream_queue_bytes`) rather than at [`REPLAY_CHUNK`] events of any size.
+fn next_replay_chunk(asked: usize, read: usize, bound: usize) -> usize {
+    if read > bound {
+        (asked.saturating_mul(bound) / read).max(1)
+    } else if read.saturating_mul(4) <= bound {
+        asked.saturating_mul(4).min(REPLAY_CHUNK)
     } else {
-        event.frame()
+        asked
     }
 }
 
-impl Drop for EventStream {
-    fn drop(&mut self) {
-        self.sub = None;
-        if let Some(admission) = self.admission.take() {
-            self.hub.lifecycle.release(admission);
-        }
-        self.hub.metrics.clients_connected.decrement(1.0);
-        self.hub.metrics.disconnected(self.reason);
-    }
+/// The bytes of `event` a stream writes: its frame, or its envelope frame.
+fn frame_bytes(event: &Event, envelope: bool) -> Result<&Bytes, EncodeError> {
+    event.encoded(if envelope { Format::Envelope } else { Format::Plain })
 }
 
 #[cfg(test)]
@@ -540,7 +591,9 @@ mod tests {
     /// A replay longer than one chunk, on a stream whose token expires while it is replaying.
     #[tokio::test(start_paused = true)]
     async fn replay_and_snapshot_steps_stop_at_the_expiry() {
-        let config = crate::Config { storage: crate::config::Storage::Memory, ..crate::Config::default() };
+        // The test reads the stream itself, with time jumping ahead: no stall limit meant here.
+        let limits = crate::config::Limits { write_stall_s: Duration::from_secs(3600), ..Default::default() };
+        let config = crate::Config { storage: crate::config::Storage::Memory, limits, ..crate::Config::default() };
         let hub = Hub::open(config).await.unwrap();
         let data = serde_json::value::RawValue::from_string("1".into()).unwrap();
         for _ in 0..3 {
@@ -573,8 +626,21 @@ mod tests {
             // What was read from the log before the expiry still goes out; nothing after it.
             assert!(sent <= most, "snapshot={snapshot}: {sent} events after the expiry");
             assert!(!text.contains("herald.synced"));
-            assert_eq!(stream.reason, Disconnect::Expired);
+            assert_eq!(stream.sub.ended(), Some(Disconnect::Expired));
         }
+    }
+
+    #[test]
+    fn replay_steps_shrink_for_large_events_and_grow_back() {
+        let bound = 1 << 20;
+        // Small events: four times more each step, up to the most.
+        assert_eq!(next_replay_chunk(REPLAY_FIRST, 64 * 200, bound), REPLAY_FIRST * 4);
+        assert_eq!(next_replay_chunk(REPLAY_CHUNK, REPLAY_CHUNK * 200, bound), REPLAY_CHUNK);
+        // 256 KiB events: what fits the bound, and never none.
+        assert_eq!(next_replay_chunk(REPLAY_FIRST, REPLAY_FIRST << 18, bound), 4);
+        assert_eq!(next_replay_chunk(1, 8 << 20, bound), 1);
+        // In between: as it was.
+        assert_eq!(next_replay_chunk(16, bound / 2, bound), 16);
     }
 
     #[test]

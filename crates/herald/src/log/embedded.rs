@@ -368,7 +368,10 @@ impl EmbeddedLog {
                 let _ = std::fs::remove_file(dir.join(journal::FILE_NAME));
             }
             if replayed > 0 {
-                tracing::warn!(events = replayed, "replayed answered events from the journal (the node had stopped without its last flush)");
+                tracing::warn!(
+                    events = replayed,
+                    "replayed answered events from the journal (the node had stopped without its last flush)"
+                );
             }
         }
         {
@@ -1549,8 +1552,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let router = router();
             let mut sub = router.subscribe(vec!["**".parse().unwrap()], Origin { principal: "t".into(), remote: None });
-            let log =
-                Arc::new(EmbeddedLog::open(dir.path(), router.clone(), Settings::new(retention(1000), durability)).await.unwrap());
+            let log = Arc::new(
+                EmbeddedLog::open(dir.path(), router.clone(), Settings::new(retention(1000), durability))
+                    .await
+                    .unwrap(),
+            );
             let tasks: Vec<_> = (0..50)
                 .map(|i| {
                     let log = log.clone();
@@ -1676,8 +1682,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join(FILE_NAME);
             std::fs::write(&path, &garbage).unwrap();
-            let msg =
-                storage_error(open_with(dir.path(), router(), retention(10), Durability::Always, DEFAULT_RING));
+            let msg = storage_error(open_with(dir.path(), router(), retention(10), Durability::Always, DEFAULT_RING));
             assert!(msg.contains("is not a Herald data directory or is corrupted"), "{msg}");
             assert!(msg.contains(FILE_NAME), "{msg}");
             assert_eq!(std::fs::read(&path).unwrap(), garbage);

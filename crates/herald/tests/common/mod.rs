@@ -235,3 +235,40 @@ impl Stream {
 pub fn ids(events: &[Message]) -> Vec<String> {
     events.iter().map(|m| m.id.clone().unwrap()).collect()
 }
+
+/// Starts a server around a hub the test keeps, to append to its log directly (as an older
+/// version, or another node, could have stored it); a config still on the default data
+/// directory gets a fresh temporary one.
+pub async fn start_with_hub(mut config: Config) -> (Server, std::sync::Arc<herald::Hub>) {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    if config.data_dir == Config::default().data_dir {
+        config.data_dir = dir.path().to_owned();
+    }
+    let hub = herald::Hub::open(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(herald::serve(listener, hub.clone(), async {
+        let _ = stopped.await;
+    }));
+    (Server { addr, dir, stop: Some(stop), task }, hub)
+}
+
+/// [`open`] on any streaming path and query, such as `/api/v1/stream/applications?name=x`.
+pub async fn open_path(addr: SocketAddr, path_and_query: &str, headers: &[(&str, &str)]) -> Stream {
+    let mut req = Request::builder().uri(format!("http://{addr}{path_and_query}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = tokio::time::timeout(PATIENCE, client().request(req.body(Full::default()).unwrap()))
+        .await
+        .expect("headers arrive at once")
+        .unwrap();
+    Stream {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: response.into_body(),
+        decoder: Decoder::default(),
+        patience: PATIENCE,
+    }
+}
