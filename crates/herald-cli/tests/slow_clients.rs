@@ -197,6 +197,35 @@ async fn a_stuck_reader_with_nothing_more_to_come_is_closed_by_the_stall_limit()
     drop(hyper);
 }
 
+/// Argo CD's watch stream is bounded the same way: a watcher that never reads is closed by the
+/// stall limit, counted as lagged, and gives its slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_argocd_watcher_is_closed_as_lagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path());
+    let addr = node.addr;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(STUCK_RCVBUF).unwrap();
+    let mut watcher = socket.connect(addr).await.unwrap();
+    watcher.write_all(b"GET /api/v1/stream/applications HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    until_clients(&node, 1, "the watch to open").await;
+    // 10 MiB: more than the socket buffers and the 1 MiB queue hold.
+    for i in 0..40 {
+        let app = serde_json::json!({
+            "topic": "argocd/objects/argocd/web",
+            "type": "application.updated",
+            "key": "argocd/web",
+            "data": {"metadata": {"name": "web", "namespace": "argocd", "resourceVersion": i.to_string()},
+                     "spec": {"project": "default"}, "status": {"padding": "x".repeat(EVENT_BYTES)}},
+        });
+        publish_one(addr, &app.to_string()).await;
+    }
+    until_clients(&node, 0, "the stall limit to close the watch").await;
+    assert_eq!(metric_value(addr, LAGGED).await, 1.0, "the stuck watcher counted as lagged");
+    assert_eq!(metric_value(addr, CLIENT).await, 0.0);
+    assert!(closed_by_server(watcher).await, "its connection was closed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_http2_readers_are_closed_as_lagged_and_their_memory_goes() {
     let dir = tempfile::tempdir().unwrap();

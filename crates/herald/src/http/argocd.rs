@@ -69,9 +69,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::ApiError;
 use crate::auth::{Access, Filter};
 use crate::event::{EncodeError, Event};
-use crate::hub::{Origin, Subscription};
+use crate::hub::{Bounds, Origin, Subscription};
 use crate::server::Hub;
-use crate::shutdown::Admission;
 use crate::sse;
 use crate::telemetry::Disconnect;
 use crate::topic::Pattern;
@@ -371,8 +370,12 @@ pub async fn stream(
     // Register before reading the snapshot, so nothing published in between is missed; the
     // snapshot's `as_of` then tells which live events it already covers.
     let origin = Origin { principal: access.principal.clone(), remote: Some(remote) };
-    let sub = hub.router.subscribe_filtered(patterns.clone(), origin, filter.allow_list());
-    let mut watch = Watch::new(hub.clone(), query, sub, admission, access.expires);
+    // The subscription holds the admission and the stream's bounds, as `/events` streams do: a
+    // watcher that stops reading is closed by the router's stall sweep and gives its slot back.
+    let bounds = Bounds::of(&hub.config.limits);
+    let mut sub = hub.router.open(patterns.clone(), origin, filter.allow_list(), bounds, Some(admission));
+    sub.listen();
+    let mut watch = Watch::new(hub.clone(), query, sub, access.expires);
     match hub.log.snapshot(&patterns).await {
         Ok(snapshot) => {
             watch.cursor = snapshot.as_of;
@@ -393,15 +396,20 @@ pub async fn stream(
                 watch.count_sent(n);
             }
         }
-        // The watch (and its admission) is dropped here, which releases it.
+        // The watch (and the admission its subscription holds) is dropped here, which gives it
+        // back.
         Err(e) => return Err(e.into()),
     }
 
+    // For a writer that sees its socket (`direct`): it keeps the stall limit itself.
+    let write_watch = watch.sub.write_watch();
     let body = Body::from_stream(futures_util::stream::unfold(watch, |mut w| async move {
         let frame = w.next_frame().await?;
         Some((Ok::<_, std::convert::Infallible>(frame), w))
     }));
-    Ok(super::events::sse_response(body))
+    let mut response = super::events::sse_response(body);
+    response.extensions_mut().insert(write_watch);
+    Ok(response)
 }
 
 /// One SSE event of Argo CD's stream, around the stored object `application` as it is.
@@ -438,30 +446,23 @@ fn watch_type(event: &Event) -> &'static str {
     }
 }
 
-/// An open watch stream.
+/// An open watch stream. Its subscription holds its admission and gives it back, counting the
+/// disconnect with the reason [`Subscription::finish`] noted, when the watch is dropped.
 struct Watch {
     hub: Arc<Hub>,
     query: Query,
-    sub: Option<Subscription>,
-    admission: Option<Admission>,
+    sub: Subscription,
     /// The snapshot's position: live events at or below it are already in the list.
     cursor: Option<crate::event::EventId>,
     pending: VecDeque<Bytes>,
     heartbeat: Pin<Box<Sleep>>,
     expires: Option<Pin<Box<Sleep>>>,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
-    reason: Disconnect,
     done: bool,
 }
 
 impl Watch {
-    fn new(
-        hub: Arc<Hub>,
-        query: Query,
-        sub: Subscription,
-        admission: Admission,
-        expires: Option<std::time::SystemTime>,
-    ) -> Self {
+    fn new(hub: Arc<Hub>, query: Query, sub: Subscription, expires: Option<std::time::SystemTime>) -> Self {
         let expires = expires.map(|at| {
             let left = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
             Box::pin(tokio::time::sleep(left))
@@ -471,31 +472,37 @@ impl Watch {
             stopping: Box::pin(hub.lifecycle.streams().clone().cancelled_owned()),
             hub,
             query,
-            sub: Some(sub),
-            admission: Some(admission),
+            sub,
             cursor: None,
             pending: VecDeque::new(),
             expires,
-            reason: Disconnect::Client,
             done: false,
         }
     }
 
     fn count_sent(&self, n: u64) {
-        if let Some(sub) = &self.sub {
-            sub.shared().sent.fetch_add(n, Ordering::Relaxed);
-        }
+        self.sub.shared().sent.fetch_add(n, Ordering::Relaxed);
         self.hub.metrics.events_delivered.increment(n);
     }
 
     fn finish(&mut self, reason: Disconnect) {
-        self.reason = reason;
         self.done = true;
-        self.sub = None;
+        self.sub.finish(reason);
     }
 
-    /// The next bytes to write, or `None` when the stream is over.
+    /// The next bytes to write, or `None` when the stream is over. Being called means the
+    /// writer took the previous frame; returning one means it has something to do: the
+    /// subscription is told both, for the router's stall watch.
     async fn next_frame(&mut self) -> Option<Bytes> {
+        self.sub.wrote();
+        let frame = self.produce().await;
+        if frame.is_some() {
+            self.sub.writing();
+        }
+        frame
+    }
+
+    async fn produce(&mut self) -> Option<Bytes> {
         loop {
             if let Some(frame) = self.pending.pop_front() {
                 let next = Instant::now() + self.hub.config.heartbeat_s;
@@ -505,15 +512,17 @@ impl Watch {
             if self.done {
                 return None;
             }
+            // Closed by the router for stalling.
+            if self.sub.closed() {
+                self.finish(Disconnect::Lagged);
+                continue;
+            }
             self.step().await;
         }
     }
 
     async fn step(&mut self) {
-        let Some(sub) = self.sub.as_mut() else {
-            self.done = true;
-            return;
-        };
+        let sub = &mut self.sub;
         let expiry = async {
             match self.expires.as_mut() {
                 Some(sleep) => sleep.await,
@@ -550,17 +559,6 @@ impl Watch {
                 self.pending.push_back(Bytes::from_static(sse::HEARTBEAT_COMMENT));
             }
         }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.sub = None;
-        if let Some(admission) = self.admission.take() {
-            self.hub.lifecycle.release(admission);
-        }
-        self.hub.metrics.clients_connected.decrement(1.0);
-        self.hub.metrics.disconnected(self.reason);
     }
 }
 
