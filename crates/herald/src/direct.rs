@@ -28,10 +28,12 @@
 //!
 //! Everything else — another path or method, a request with a body, HTTP/1.0, HTTP/2 prior
 //! knowledge, TLS — goes to hyper, with the bytes already read put back in front ([`Rewind`]),
-//! and stays with hyper for the rest of the connection (whose later malformed requests get
-//! hyper's empty-bodied answers). So a stream opened on a connection that first served another
-//! request (a browser reusing its connection, an nginx upstream keepalive) still works, with
-//! hyper's buffers.
+//! and stays with hyper for the rest of the connection. So a stream opened on a connection that
+//! first served another request (a browser reusing its connection, an nginx upstream keepalive)
+//! still works, with hyper's buffers. A malformed or oversized head that hyper reads itself (on
+//! such a connection, or over TLS) gets hyper's automatic answer, which has no body; hyper has no
+//! hook to change it, so [`JsonErrors`] rewrites it on its way to the socket into the same JSON
+//! answer this module gives.
 //!
 //! While a stream is open the client has nothing to send; the socket is watched for readiness, not
 //! read into a buffer, so a client that goes away is seen at once. A client that stops reading
@@ -99,15 +101,18 @@ pub enum Rejection {
 impl Rejection {
     /// The JSON error answer (SPEC §7).
     fn answer(self) -> axum::response::Response {
-        let error = match self {
+        self.error().into_response()
+    }
+
+    fn error(self) -> crate::http::ApiError {
+        match self {
             Self::TooLarge => crate::http::ApiError::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
                 "the request head is larger than this server takes (limits.max_header_bytes)",
             ),
             Self::Malformed(detail) => crate::http::ApiError::bad_request(format!("malformed request: {detail}")),
-        };
-        error.into_response()
+        }
     }
 }
 
@@ -563,6 +568,119 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
     }
 }
 
+/// An IO for hyper whose automatic error answers leave as Herald's JSON ones (SPEC §7).
+///
+/// When hyper cannot parse a request head it writes a canned answer itself — a status line of
+/// `400`, `414` or `431`, `content-length: 0`, no body — and closes the connection; no hyper API
+/// lets a server replace it. Herald's own error answers always carry a JSON body and its
+/// `content-type`, so a write that is one whole bodiless head with one of those statuses can
+/// only be hyper's: it is replaced, as it leaves, by the JSON answer with `Connection: close`.
+/// Anything else passes through untouched (HTTP/2 frames never start with a status line).
+#[derive(Debug)]
+pub struct JsonErrors<I> {
+    inner: I,
+    /// The replacement answer, while not yet all written.
+    pending: Bytes,
+}
+
+impl<I> JsonErrors<I> {
+    /// `inner`, with hyper's canned error answers rewritten.
+    pub fn new(inner: I) -> Self {
+        Self { inner, pending: Bytes::new() }
+    }
+}
+
+/// The JSON answer that replaces `buf`, when `buf` is one of hyper's automatic error answers.
+fn replacement(buf: &[u8]) -> Option<Bytes> {
+    // hyper's are a status line, `content-length: 0` and `date`: well under this.
+    if buf.len() > 256 || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let error = match buf.get(..13)? {
+        b"HTTP/1.1 400 " | b"HTTP/1.0 400 " => Rejection::Malformed("the request head could not be parsed").error(),
+        b"HTTP/1.1 431 " | b"HTTP/1.0 431 " => Rejection::TooLarge.error(),
+        b"HTTP/1.1 414 " | b"HTTP/1.0 414 " => crate::http::ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "the request target is longer than this server takes",
+        ),
+        _ => return None,
+    };
+    let head = String::from_utf8_lossy(buf).to_ascii_lowercase();
+    if !head.contains("\r\ncontent-length: 0\r\n") || head.contains("\r\ncontent-type:") {
+        return None;
+    }
+    let body = serde_json::json!({ "error": error.error, "detail": error.detail }).to_string();
+    let reason = error.status.canonical_reason().unwrap_or("");
+    Some(Bytes::from(format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        error.status.as_u16(),
+        body.len()
+    )))
+}
+
+impl<I: AsyncWrite + Unpin> JsonErrors<I> {
+    /// Writes what is left of a replacement answer.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for JsonErrors<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for JsonErrors<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        if let Some(answer) = replacement(buf) {
+            self.pending = answer;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        // hyper encodes a head into one buffer: a canned answer is one non-empty slice.
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next()) {
+            if let Some(answer) = replacement(only) {
+                self.pending = answer;
+                return Poll::Ready(Ok(only.len()));
+            }
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,6 +693,48 @@ mod tests {
             Head::Rejected(Rejection::TooLarge) => "431",
             Head::Rejected(Rejection::Malformed(_)) => "400",
         }
+    }
+
+    #[test]
+    fn only_hyper_s_canned_error_answers_are_rewritten_as_json() {
+        let canned = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 08:00:00 GMT\r\n\r\n";
+        let answer = String::from_utf8(replacement(canned).unwrap().to_vec()).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{answer}");
+        assert!(answer.contains("connection: close\r\n") && answer.contains("content-type: application/json\r\n"));
+        let body: serde_json::Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["error"], "headers_too_large");
+        let bad = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        assert!(String::from_utf8_lossy(&replacement(bad).unwrap()).contains("\"error\":\"bad_request\""));
+        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\n\r\n").is_some());
+        // Herald's own answers, and everything else, pass untouched.
+        let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
+        for other in [
+            &own[..],
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 42\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n",
+            b"\0\0\x12\x04\0\0\0\0\0",
+        ] {
+            assert!(replacement(other).is_none(), "{:?}", String::from_utf8_lossy(other));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_canned_answer_leaves_whole_through_a_small_socket() {
+        let (client, server) = tokio::io::duplex(7);
+        let mut io = JsonErrors::new(server);
+        let canned = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let reader = tokio::spawn(async move {
+            let mut client = client;
+            let mut out = Vec::new();
+            client.read_to_end(&mut out).await.unwrap();
+            String::from_utf8(out).unwrap()
+        });
+        assert_eq!(io.write(canned).await.unwrap(), canned.len(), "hyper is told its bytes went");
+        io.shutdown().await.unwrap();
+        drop(io);
+        let got = reader.await.unwrap();
+        assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n") && got.ends_with('}'), "{got}");
     }
 
     #[test]

@@ -504,7 +504,7 @@ async fn serve_io<I, S>(
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let conn = builder.serve_connection(TokioIo::new(direct::JsonErrors::new(io)), service);
     let conn = watcher.watch(conn.into_owned());
     tokio::pin!(conn);
     tokio::select! {

@@ -230,6 +230,29 @@ async fn other_requests_still_go_to_hyper() {
     let head = conn.head().await;
     assert_eq!(head.status, 200);
     assert!(conn.body(&head).await.contains("\"ids\""));
+
+    // The connection is hyper's now: a malformed head, then on another such connection an
+    // oversized one, get hyper's automatic answers rewritten as JSON (SPEC §7).
+    conn.send(b"GET /health HTTP/1.1\r\nhost x\r\n\r\n").await;
+    let head = conn.head().await;
+    assert_eq!(
+        (head.status, head.get("connection"), head.get("content-type")),
+        (400, Some("close"), Some("application/json"))
+    );
+    let body: serde_json::Value = serde_json::from_str(&conn.body(&head).await).unwrap();
+    assert_eq!(body["error"], "bad_request", "{body}");
+    assert!(conn.closed().await);
+    let mut conn = Conn::open(server.addr).await;
+    conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let head = conn.head().await;
+    assert_eq!(head.status, 200);
+    conn.body(&head).await;
+    let huge = format!("GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(300 * 1024));
+    let _ = conn.socket.write_all(huge.as_bytes()).await;
+    let head = conn.head().await;
+    assert_eq!((head.status, head.get("content-type")), (431, Some("application/json")));
+    let body: serde_json::Value = serde_json::from_str(&conn.body(&head).await).unwrap();
+    assert_eq!(body["error"], "headers_too_large", "{body}");
     server.stop().await;
 }
 
