@@ -75,6 +75,13 @@ export class HeraldStream extends LitElement {
   #retryMs = 2000;
   /** The hub said `herald.shutdown`: reconnect at once (elsewhere, or when it is back). */
   #shutdown = false;
+  /**
+   * Streams in a row that ended with `herald.shutdown` and nothing else worth keeping: a draining
+   * node answers every new stream that way (SPEC §8), so only the first comes back at once.
+   */
+  #shutdownsInARow = 0;
+  /** When the current stream opened, to tell a drain's instant answer from a stream that lived. */
+  #openedAt = 0;
   /** When the connection was lost (ms since epoch), 0 while live. */
   #disconnectedAt = 0;
   #hidden = false;
@@ -232,6 +239,7 @@ export class HeraldStream extends LitElement {
 
     this.#attempt = 0;
     this.#disconnectedAt = 0;
+    this.#openedAt = Date.now();
     clearTimeout(this.#staleTimer);
     this.#setState('live');
     this.#parser = new SseParser({
@@ -284,8 +292,14 @@ export class HeraldStream extends LitElement {
   #dropped(atLeastMs = 0) {
     this.#abort = null;
     if (!this.#wanted()) return this.#sync();
-    const delay = this.#shutdown
-      ? Math.random() * 250 // the node is going away on purpose: come back at once
+    // A stream that lived a while before its `herald.shutdown` starts the count afresh.
+    if (!this.#shutdown || Date.now() - this.#openedAt > 10_000) this.#shutdownsInARow = 0;
+    if (this.#shutdown) this.#shutdownsInARow++;
+    // The node is going away on purpose: come back at once, the first time. A draining node
+    // answers the next stream with `herald.shutdown` again; knocking at once would repeat that
+    // until its listener closes, so after that, the usual backoff.
+    const delay = this.#shutdown && this.#shutdownsInARow === 1
+      ? Math.random() * 250
       : Math.max(atLeastMs, backoff(this.#attempt++, this.#retryMs, MAX_BACKOFF_MS));
     this.#shutdown = false;
     if (!this.#disconnectedAt) {
@@ -302,6 +316,7 @@ export class HeraldStream extends LitElement {
 
   #onEvent({ id, type, data }) {
     if (type.startsWith('herald.')) return this.#control(type, data);
+    this.#shutdownsInARow = 0;
     this.#lastId = id;
     let detail = { id, type, data: parsePayload(data), text: data };
     if (this.envelope && detail.data && typeof detail.data === 'object' && 'topic' in detail.data) {

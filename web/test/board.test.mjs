@@ -1,9 +1,10 @@
-// The dashboard and <deployment-status-board> in Chromium against a real herald: serving, live
-// cards, removal, filters and sorting, keyboard reach, and phone width.
+// The dashboard and <deployment-status-board> in Chromium, Firefox or WebKit (BROWSER) against a
+// real herald: serving, live cards, removal, filters and sorting, keyboard reach, and phone width.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Herald, argoApp, argoDelete, boardCards, launchBrowser, openPage, until } from './harness.mjs';
+import { WEBKIT_MIN_WIDTH } from './pages.mjs';
+import { ENGINE, Herald, argoApp, argoDelete, boardCards, launchBrowser, openPage, until } from './harness.mjs';
 
 let browser;
 before(async () => {
@@ -154,7 +155,11 @@ test('the board filters by name, project and namespace, and sorts', async (t) =>
   await page.context().close();
 });
 
-test('behind a proxy that mounts the hub at /herald/, the dashboard uses only that path', async (t) => {
+// The "proxy" rewrites each request's URL in the browser. Only Chromium's driver can: Firefox ESR
+// 153 does not honour the URL given to BiDi's continueRequest (the page gets the path as it
+// was), and WebKit's classic WebDriver intercepts nothing.
+const rewrites = ENGINE === 'chromium' || `${ENGINE}: its driver cannot rewrite a request's URL`;
+test('behind a proxy that mounts the hub at /herald/, the dashboard uses only that path', { skip: rewrites !== true && rewrites }, async (t) => {
   const herald = await withHerald(t);
   await herald.publish(argoApp('prod', 'web'));
   const page = await openPage(browser);
@@ -235,7 +240,11 @@ test('at phone width (375 px) nothing scrolls sideways, even with long names and
     }),
     argoApp('prod', 'web'),
   ]);
-  const page = await openPage(browser, { width: 375, height: 800 });
+  // WebKit cannot do 375 px: WebKitGTK's MiniBrowser will not make its window narrower than
+  // 447 px, so there the test runs at the narrowest width it takes, and says so.
+  const width = ENGINE === 'webkit' ? WEBKIT_MIN_WIDTH : 375;
+  if (width !== 375) t.diagnostic(`${ENGINE}: run at ${width} px, the narrowest window it takes, not 375 px`);
+  const page = await openPage(browser, { width, height: 800 });
   await page.goto(herald.url);
   await until(async () => (await boardCards(page)).length === 2, { what: 'two cards' });
   await herald.publish({ topic: `items/${'segment-'.repeat(20)}end`, type: 'item.created', data: { long: 'y'.repeat(500) } });

@@ -1,6 +1,9 @@
 // Test harness: a real herald process (the debug binary cargo built) on a free loopback port,
-// and Debian's Chromium driven by playwright-core. Nothing here skips: a missing binary or
-// browser fails the test that needs it, with the command that fixes it.
+// and a browser from Debian's packages: Chromium driven by playwright-core, or with
+// BROWSER=firefox / BROWSER=webkit, Firefox ESR or WebKitGTK behind the same page API
+// (pages.mjs). Nothing here skips: a missing binary or browser fails the test that needs it,
+// with the command that fixes it; what an engine's driver cannot do fails naming it, and the
+// tests say where an engine cannot run a step.
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,11 +13,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { launchFirefox, launchWebKit, openEnginePage } from './pages.mjs';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const HERALD_BIN =
   process.env.HERALD_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug/herald');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+/** The engine the browser tests run in: `chromium` (default), `firefox` or `webkit`. */
+export const ENGINE = process.env.BROWSER ?? 'chromium';
 
 /** How long a test waits for something that should happen at once. */
 export const PATIENCE = 15_000;
@@ -44,6 +50,14 @@ export async function until(check, { timeout = PATIENCE, what = 'condition' } = 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
     await sleep(50);
   }
+}
+
+/**
+ * This process's environment without its HERALD_* variables: the server reads every one as
+ * configuration (HERALD_BIN, a test's own setting, would stop it as an unknown key).
+ */
+function serverEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('HERALD_')));
 }
 
 /** One herald process: `serve --listen 127.0.0.1:<port> --data-dir <dir>`. */
@@ -76,7 +90,7 @@ export class Herald {
     const child = spawn(
       HERALD_BIN,
       ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.args],
-      { env: { ...process.env, RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env: { ...serverEnv(), RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.#child = child;
     child.stdout.on('data', (d) => (this.log += d));
@@ -170,8 +184,13 @@ export function argoDelete(ns, name) {
   };
 }
 
-/** Debian's Chromium, headless, with a fresh profile (playwright makes a new one per launch). */
+/**
+ * The browser of [`ENGINE`]: Debian's Chromium, headless, with a fresh profile (playwright makes
+ * a new one per launch), or Firefox ESR or WebKit (pages.mjs).
+ */
 export async function launchBrowser() {
+  if (ENGINE === 'firefox') return launchFirefox();
+  if (ENGINE === 'webkit') return launchWebKit();
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `no Chromium at ${CHROMIUM}: apt-get install -y --no-install-recommends chromium (or set CHROMIUM)`,
@@ -198,6 +217,7 @@ export async function launchBrowser() {
  * request so a test can check nothing left the hub's origin.
  */
 export async function openPage(browser, { width = 1280, height = 900, reducedMotion = 'reduce' } = {}) {
+  if (browser.engine) return openEnginePage(browser, { width, height, reducedMotion });
   const context = await browser.newContext({ viewport: { width, height }, reducedMotion });
   const page = await context.newPage();
   page.errors = [];

@@ -3,7 +3,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Herald, launchBrowser, openPage, sleep, until } from './harness.mjs';
+import { ENGINE, Herald, launchBrowser, openPage, sleep, until } from './harness.mjs';
 
 let browser;
 before(async () => {
@@ -19,10 +19,7 @@ after(async () => {
  */
 async function portal(herald, body) {
   const page = await openPage(browser);
-  await page.route(`${herald.url}/portal.html`, (route) =>
-    route.fulfill({
-      contentType: 'text/html',
-      body: `<!doctype html><meta charset="utf-8">
+  const html = `<!doctype html><meta charset="utf-8">
         <script>
           window.log = [];
           for (const type of ['herald-event', 'herald-state', 'item.created', 'message',
@@ -31,9 +28,19 @@ async function portal(herald, body) {
           }
         </script>
         <script type="module" src="/ui/herald.js"></script>
-        ${body}`,
-    }),
-  );
+        ${body}`;
+  if (ENGINE === 'webkit') {
+    // WebKit's driver cannot serve a page of ours: open a page of the hub's origin that has no
+    // CSP (the module's own text) and write the portal into it.
+    await page.goto(`${herald.url}/ui/herald.js`);
+    await page.evaluate((html) => {
+      document.open();
+      document.write(html);
+      document.close();
+    }, html);
+    return page;
+  }
+  await page.route(`${herald.url}/portal.html`, (route) => route.fulfill({ contentType: 'text/html', body: html }));
   await page.goto(`${herald.url}/portal.html`);
   return page;
 }
@@ -90,7 +97,8 @@ test('<herald-stream> with `envelope` tells topic, key and tombstone; `token` go
     key: 'ab',
     tombstone: true,
     data: null,
-    text: '{"data":null,"key":"ab","tombstone":true,"topic":"items/a/b"}',
+    // The envelope as SPEC §2 orders it (the server embeds the stored payload bytes verbatim).
+    text: '{"topic":"items/a/b","key":"ab","tombstone":true,"data":null}',
   });
   await page.context().close();
 });
@@ -136,7 +144,9 @@ test('a hub gone for longer than stale-after makes the stream stale; it comes ba
   await page.context().close();
 });
 
-test('herald.shutdown: the stream reconnects at once, not after a backoff', async (t) => {
+// Timing each request needs request events, which WebKit's classic WebDriver does not give.
+const requestEvents = ENGINE !== 'webkit' || 'webkit: its driver reports no request events to time';
+test('herald.shutdown: the stream reconnects at once, not after a backoff', { skip: requestEvents !== true && requestEvents }, async (t) => {
   const herald = await Herald.start();
   t.after(() => herald.dispose());
   const page = await portal(herald, '<herald-stream id="s" topics="items/*"></herald-stream>');

@@ -11,9 +11,13 @@ use herald_client::{Client, Publish, SubscribeOptions};
 mod bench;
 mod sources;
 
+/// `herald --version`: the release and the git revision it was built from (build.rs; `unknown`
+/// when built outside a git checkout).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GIT_REVISION"), ")");
+
 /// Herald: a real-time push hub over Server-Sent Events.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "herald", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -156,18 +160,24 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Subscribe { url, topics, last_event_id, snapshot, token, count } => {
             let client = Client::new(&url)?.with_token(token);
-            let mut sub = client.subscribe(SubscribeOptions { topics, last_event_id, snapshot });
+            // Envelope frames carry each event's topic and key, which plain frames do not: with
+            // `items/*` a line must tell `items/A01` from `items/A02`.
+            let mut sub = client.subscribe(SubscribeOptions { topics, last_event_id, snapshot }).with_envelope(true);
             let mut seen = 0;
             loop {
                 let message = tokio::select! {
                     m = sub.next() => m?,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                 };
-                let data = serde_json::from_str(&message.data).unwrap_or(serde_json::Value::String(message.data));
-                println!("{}", serde_json::json!({ "id": message.id, "type": message.kind, "data": data }));
-                seen += 1;
-                if count != 0 && seen >= count {
-                    return Ok(());
+                // Control events are shown (a reset or a shutdown is worth seeing) but are not
+                // what `--count` waits for.
+                let control = message.kind.starts_with("herald.");
+                println!("{}", subscribe_line(message));
+                if !control {
+                    seen += 1;
+                    if count != 0 && seen >= count {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -229,6 +239,23 @@ async fn serve(
     let _ = stopper.await;
     served?;
     Ok(())
+}
+
+/// One line of `herald subscribe` (SPEC §11): `{"id","type","topic","key","data"}`, from an
+/// envelope frame. A control event has no envelope: its topic and key are `null` and its data is
+/// its own. Data that is not JSON (no envelope where one was expected) is printed as a string.
+fn subscribe_line(message: herald_client::Message) -> serde_json::Value {
+    use serde_json::Value;
+    let mut data = serde_json::from_str(&message.data).unwrap_or(Value::String(message.data));
+    let (mut topic, mut key) = (Value::Null, Value::Null);
+    if !message.kind.starts_with("herald.") {
+        if let Value::Object(envelope) = &mut data {
+            topic = envelope.remove("topic").unwrap_or_default();
+            key = envelope.remove("key").unwrap_or_default();
+            data = envelope.remove("data").unwrap_or_default();
+        }
+    }
+    serde_json::json!({ "id": message.id, "type": message.kind, "topic": topic, "key": key, "data": data })
 }
 
 /// A topic pattern, checked as the server will check it.

@@ -45,7 +45,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 fn publish_and_subscribe_commands_round_trip() {
     let node = Node::start_with(&[], &[]);
     let sub = Command::new(BIN)
-        .args(["subscribe", "--url", &node.url(), "--topic", "cli/*", "--topic", "other", "--count", "3"])
+        .args(["subscribe", "--url", &node.url(), "--topic", "cli/*", "--topic", "other", "--snapshot", "--count", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -73,10 +73,17 @@ fn publish_and_subscribe_commands_round_trip() {
     assert!(out.status.success());
     let lines: Vec<serde_json::Value> =
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0], serde_json::json!({"id": a["ids"][0], "type": "thing.made", "data": {"n": 1}}));
-    assert_eq!(lines[1], serde_json::json!({"id": b["ids"][0], "type": "message", "data": "plain text"}));
-    assert_eq!(lines[2], serde_json::json!({"id": c["ids"][0], "type": "message", "data": "from\nstdin"}));
+    // SPEC §11: one line per event with its topic and key; the snapshot's `herald.synced` is
+    // printed but not counted by `--count`.
+    let line = |id: &serde_json::Value, kind: &str, topic: &str, key: Option<&str>, data: serde_json::Value| serde_json::json!({"id": id, "type": kind, "topic": topic, "key": key, "data": data});
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"id": null, "type": "herald.synced", "topic": null, "key": null, "data": {}})
+    );
+    assert_eq!(lines[1], line(&a["ids"][0], "thing.made", "cli/1", None, serde_json::json!({"n": 1})));
+    assert_eq!(lines[2], line(&b["ids"][0], "message", "other", None, serde_json::json!("plain text")));
+    assert_eq!(lines[3], line(&c["ids"][0], "message", "cli/2", Some("k"), serde_json::json!("from\nstdin")));
 }
 
 #[test]

@@ -25,8 +25,8 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 
-pub use herald::sse::Message;
-use herald::sse::{Decoder, Item};
+pub use herald_proto::sse::Message;
+use herald_proto::sse::{Decoder, Item};
 
 /// Characters left as they are in a query value: the unreserved set of RFC 3986.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -178,6 +178,7 @@ impl Client {
             decoder: Decoder::default(),
             retry: Duration::from_millis(2000),
             connected_once: false,
+            envelope: false,
         }
     }
 }
@@ -212,9 +213,19 @@ pub struct Subscriber {
     decoder: Decoder,
     retry: Duration,
     connected_once: bool,
+    /// Ask for envelope frames (`envelope=true`).
+    envelope: bool,
 }
 
 impl Subscriber {
+    /// Asks for envelope frames (`envelope=true`, SPEC §2): each event's data becomes
+    /// `{"topic","key","tombstone","data"}`, so a subscriber of a wildcard pattern can tell which
+    /// topic and key an event is of. Control events keep their plain data.
+    pub fn with_envelope(mut self, envelope: bool) -> Self {
+        self.envelope = envelope;
+        self
+    }
+
     /// The id of the last event received (what a reconnect resumes after).
     pub fn last_event_id(&self) -> Option<&str> {
         self.last_event_id.as_deref()
@@ -279,6 +290,9 @@ impl Subscriber {
         }
         if self.options.snapshot {
             query.push_str("snapshot=true&");
+        }
+        if self.envelope {
+            query.push_str("envelope=true&");
         }
         if let Some(id) = &self.last_event_id {
             query.push_str("lastEventID=");

@@ -69,8 +69,9 @@ pub struct Config {
     /// Seconds to wait, after SIGTERM, for streams and requests to finish before exiting anyway.
     #[serde(with = "secs")]
     pub shutdown_timeout_s: Duration,
-    /// Milliseconds that a draining node keeps answering (`/ready` 503, new streams 503) before
-    /// it stops accepting connections, so load balancers see it leave.
+    /// Milliseconds that a draining node keeps answering (`/ready` 503; a new stream gets 200,
+    /// `retry:` and `herald.shutdown`, never a 5xx) before it stops accepting connections, so
+    /// load balancers see it leave.
     #[serde(with = "millis")]
     pub drain_grace_ms: Duration,
     /// How much history the log keeps.
@@ -397,8 +398,16 @@ impl Config {
     pub fn from_toml_and_env(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, Error> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Parse(e.to_string()))?;
         let mut from_env = Vec::new();
+        let mut from_kubelet = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("HERALD_") else { continue };
+            // A Service named `herald` (or `herald-redis`) makes kubelet set HERALD_PORT and
+            // the like in every pod of its namespace: not configuration, and fatal if read
+            // as such (`unknown field port`).
+            if injected_by_kubelet(&name, &value) {
+                from_kubelet.push(name);
+                continue;
+            }
             let rest = rest.to_ascii_lowercase();
             let (section, key) = match SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) {
                 Some(s) => (Some(*s), rest[s.len() + 1..].to_owned()),
@@ -418,6 +427,12 @@ impl Config {
             };
             target.insert(key, value);
             from_env.push(name);
+        }
+        if !from_kubelet.is_empty() {
+            tracing::debug!(
+                variables = %from_kubelet.join(", "),
+                "ignoring the Service variables Kubernetes injects (set enableServiceLinks: false to drop them)"
+            );
         }
         let config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
             let mut msg = e.to_string().trim().to_owned();
@@ -507,6 +522,68 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `name=value` is one of the variables kubelet injects into every pod for each Service
+/// of its namespace ("Docker links", unless the pod sets `enableServiceLinks: false`), for a
+/// Service that the manifests in `deploy/kubernetes/` create. For a Service `herald` whose first
+/// port is `80/TCP` named `http`, at cluster IP `10.0.0.7`:
+///
+/// ```text
+/// HERALD_SERVICE_HOST=10.0.0.7          HERALD_PORT=tcp://10.0.0.7:80
+/// HERALD_SERVICE_PORT=80                HERALD_PORT_80_TCP=tcp://10.0.0.7:80
+/// HERALD_SERVICE_PORT_HTTP=80           HERALD_PORT_80_TCP_PROTO=tcp
+///                                       HERALD_PORT_80_TCP_PORT=80
+///                                       HERALD_PORT_80_TCP_ADDR=10.0.0.7
+/// ```
+///
+/// and the last four for every further port. Port names, numbers and protocols match by pattern
+/// (a renamed or added port still works); the value must have kubelet's shape too, so that a
+/// user's `HERALD_PORT=8080` is still refused as the unknown key it is.
+fn injected_by_kubelet(name: &str, value: &str) -> bool {
+    /// The shipped Services, as kubelet spells them in variable names (upper case, `-` as `_`).
+    const SERVICES: &[&str] = &["HERALD", "HERALD_REDIS"];
+    let is_ip = |v: &str| v.parse::<std::net::IpAddr>().is_ok();
+    let is_port = |v: &str| v.parse::<u16>().is_ok_and(|p| p != 0);
+    let is_proto = |p: &str| matches!(p, "TCP" | "UDP" | "SCTP");
+    // `tcp://10.0.0.7:80`, `tcp://[fd00::7]:80`: the protocol in lower case, then the address.
+    let is_link = |v: &str, proto: Option<&str>, port: Option<&str>| {
+        let Some((scheme, addr)) = v.split_once("://") else { return false };
+        let Ok(addr) = addr.parse::<SocketAddr>() else { return false };
+        is_proto(&scheme.to_ascii_uppercase())
+            && scheme.bytes().all(|b| b.is_ascii_lowercase())
+            && proto.is_none_or(|p| p.eq_ignore_ascii_case(scheme))
+            && port.is_none_or(|p| p == addr.port().to_string())
+    };
+    SERVICES.iter().any(|service| {
+        let Some(rest) = name.strip_prefix(service).and_then(|r| r.strip_prefix('_')) else { return false };
+        match rest {
+            "SERVICE_HOST" => is_ip(value),
+            "SERVICE_PORT" => is_port(value),
+            "PORT" => is_link(value, None, None),
+            _ => {
+                if let Some(port_name) = rest.strip_prefix("SERVICE_PORT_") {
+                    // An IANA service name: letters, digits and `-` (which kubelet writes as `_`).
+                    return !port_name.is_empty()
+                        && port_name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                        && is_port(value);
+                }
+                let Some(link) = rest.strip_prefix("PORT_") else { return false };
+                let mut parts = link.splitn(3, '_');
+                let (Some(port), Some(proto)) = (parts.next(), parts.next()) else { return false };
+                if !is_port(port) || port.starts_with('0') || !is_proto(proto) {
+                    return false;
+                }
+                match parts.next() {
+                    None => is_link(value, Some(proto), Some(port)),
+                    Some("PROTO") => value.eq_ignore_ascii_case(proto) && value.bytes().all(|b| b.is_ascii_lowercase()),
+                    Some("PORT") => value == port,
+                    Some("ADDR") => is_ip(value),
+                    Some(_) => false,
+                }
+            }
+        }
+    })
 }
 
 /// Checks a `cluster.redis_url` without connecting; the message never repeats the URL, which may
@@ -668,5 +745,83 @@ mod tests {
         assert!(!toml::to_string(&c).unwrap().contains("123456"));
         let listed = Config::from_toml_and_env("[cors]\nallowed_origins = [\"https://b.example\"]", []).unwrap();
         assert_eq!(listed.cors.allowed_origins, ["https://b.example"]);
+    }
+
+    /// What kubelet sets for a Service (its `FromServices`): `ports` as (name, port, protocol).
+    fn kubelet_env(service: &str, ip: &str, ports: &[(&str, u16, &str)]) -> Vec<(String, String)> {
+        let prefix = service.to_uppercase().replace('-', "_");
+        let host_port = |port: u16| if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+        let mut vars = vec![
+            (format!("{prefix}_SERVICE_HOST"), ip.to_owned()),
+            (format!("{prefix}_SERVICE_PORT"), ports[0].1.to_string()),
+        ];
+        for (name, port, _) in ports {
+            if !name.is_empty() {
+                vars.push((
+                    format!("{prefix}_SERVICE_PORT_{}", name.to_uppercase().replace('-', "_")),
+                    port.to_string(),
+                ));
+            }
+        }
+        vars.push((format!("{prefix}_PORT"), format!("{}://{}", ports[0].2.to_lowercase(), host_port(ports[0].1))));
+        for (_, port, proto) in ports {
+            let link = format!("{prefix}_PORT_{port}_{}", proto.to_uppercase());
+            let lower = proto.to_lowercase();
+            vars.push((link.clone(), format!("{lower}://{}", host_port(*port))));
+            vars.push((format!("{link}_PROTO"), lower));
+            vars.push((format!("{link}_PORT"), port.to_string()));
+            vars.push((format!("{link}_ADDR"), ip.to_owned()));
+        }
+        vars
+    }
+
+    #[test]
+    fn service_variables_kubelet_injects_are_ignored() {
+        let mut vars = kubelet_env("herald", "10.96.0.17", &[("http", 80, "TCP"), ("metrics-2", 9090, "TCP")]);
+        vars.extend(kubelet_env("herald-redis", "fd00::6", &[("redis", 6379, "TCP")]));
+        vars.extend(kubelet_env("herald", "10.96.0.18", &[("", 8080, "UDP")]));
+        vars.push(("HERALD_HEARTBEAT_S".into(), "7".into()));
+        assert!(vars.iter().any(|(k, v)| k == "HERALD_PORT" && v == "tcp://10.96.0.17:80"));
+        assert!(vars.iter().any(|(k, v)| k == "HERALD_REDIS_PORT_6379_TCP" && v == "tcp://[fd00::6]:6379"));
+        for (name, value) in &vars[..vars.len() - 1] {
+            assert!(injected_by_kubelet(name, value), "{name}={value}");
+        }
+        let c = Config::from_toml_and_env("", vars).unwrap();
+        assert_eq!(c.heartbeat_s, Duration::from_secs(7), "real configuration still applies");
+        assert_eq!(Config { heartbeat_s: Config::default().heartbeat_s, ..c }, Config::default());
+    }
+
+    #[test]
+    fn other_unknown_variables_still_stop_the_start() {
+        let err = |name: &str, value: &str| {
+            Config::from_toml_and_env("", env(&[(name, value), ("HERALD_SERVICE_HOST", "10.0.0.1")]))
+                .unwrap_err()
+                .to_string()
+        };
+        for (name, value) in [
+            // Kubelet's names with values it never writes: a user's own setting, refused.
+            ("HERALD_PORT", "8080"),
+            ("HERALD_SERVICE_HOST", "herald.example"),
+            ("HERALD_SERVICE_PORT", "http"),
+            ("HERALD_PORT_80_TCP", "tcp://10.0.0.1:81"),
+            ("HERALD_PORT_80_TCP_PROTO", "udp"),
+            ("HERALD_PORT_80_TCP_ADDR", "localhost"),
+            // Near misses of kubelet's names.
+            ("HERALD_SERVICE_HOSTS", "10.0.0.1"),
+            ("HERALD_PORT_80_TCP_HOST", "10.0.0.1"),
+            ("HERALD_PORT_80_HTTP", "tcp://10.0.0.1:80"),
+            ("HERALD_SERVICE_PORT_", "80"),
+            // Another Service's variables: not one the manifests create.
+            ("HERALD_API_SERVICE_HOST", "10.0.0.1"),
+            // And plain misspellings, as before.
+            ("HERALD_HEARTBEAT", "5"),
+        ] {
+            let msg = err(name, value);
+            let key = name.strip_prefix("HERALD_").unwrap().to_ascii_lowercase();
+            assert!(msg.starts_with(&format!("invalid configuration: unknown field `{key}`")), "{name}: {msg}");
+            assert!(msg.ends_with(&format!("(environment variables in effect: {name})")), "{name}: {msg}");
+        }
+        let msg = Config::from_toml_and_env("", env(&[("HERALD_LIMITS_SERVICE_HOST", "10.0.0.1")])).unwrap_err();
+        assert!(msg.to_string().contains("unknown field `service_host`"), "{msg}");
     }
 }

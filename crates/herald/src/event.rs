@@ -42,8 +42,9 @@ pub const MAX_TYPE_LEN: usize = 128;
 pub const MAX_KEY_LEN: usize = 512;
 /// The prefix reserved for Herald's own control events.
 pub const RESERVED_PREFIX: &str = "herald.";
-/// The type of an event published without one; its SSE frame has no `event:` line.
-pub const DEFAULT_TYPE: &str = "message";
+/// The type of an event published without one; its SSE frame has no `event:` line (one
+/// definition, shared with the codec in `herald-proto`).
+pub use herald_proto::DEFAULT_TYPE;
 /// The deepest nesting of arrays and objects in any draft's data ([`Draft::new`]); publishers
 /// are held to `limits.max_json_depth`, which configuration keeps at or below this.
 pub const MAX_JSON_DEPTH: usize = 1024;

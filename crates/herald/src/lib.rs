@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`topic`]: topic names and `*` / `**` patterns.
 //! - [`event`]: events, their ids, and validated drafts of them.
-//! - [`sse`]: the wire format: encoder, and a decoder for clients and tests.
+//! - [`sse`]: the wire format: encoder, and a decoder for clients and tests (the `herald-proto`
+//!   crate, re-exported, so that clients need not build the server).
 //! - [`hub`]: the router: subscriptions in a pattern trie, fan-out, bounded queues.
 //! - [`log`]: the event log trait; the durable embedded store (redb), an in-memory one, and the
 //!   cluster log on Redis Streams.
@@ -44,10 +45,12 @@ pub mod log;
 pub mod server;
 pub mod shutdown;
 pub mod sources;
-pub mod sse;
 pub mod state;
 pub mod telemetry;
 pub mod topic;
+
+/// The wire format: the `herald-proto` crate's codec, which clients use without this crate.
+pub use herald_proto::sse;
 
 pub use config::Config;
 pub use server::{run, serve, Hub};

@@ -1,9 +1,14 @@
 //! The node's lifecycle: starting → ready → draining, and what each stream needs to end itself.
 //!
-//! Shutdown runs in two phases (like vector's): *begin* turns `/ready` to 503 `draining`, refuses
-//! new streams and cancels [`Lifecycle::streams`], so every open stream writes
+//! Shutdown runs in two phases (like vector's): *begin* turns `/ready` to 503 `draining`, admits
+//! no new stream and cancels [`Lifecycle::streams`], so every open stream writes
 //! `event: herald.shutdown` and ends; *force* comes at `shutdown_timeout_s`, when whatever is left
 //! is dropped. [`Lifecycle::tracker`] counts open streams, so the node knows when they are all gone.
+//!
+//! A stream request that arrives while draining is not admitted, yet not refused with an error
+//! either: it is answered 200 with `retry:` and `herald.shutdown` at once (SPEC §8, `http::events`),
+//! because a browser's `EventSource` gives up for good after any answer that is not 200, and
+//! retries after the end of a stream or a refused connection (once the listener has closed).
 //!
 //! Admission: [`Lifecycle::admit`] counts each new stream against `limits.max_clients` (one
 //! atomic) and, when `limits.max_clients_per_principal` is set, against its principal's count
@@ -27,7 +32,7 @@ pub enum Phase {
     Starting,
     /// Serving.
     Ready,
-    /// Shutting down: no new streams.
+    /// Shutting down: no new streams (a stream request is told `herald.shutdown` at once).
     Draining,
 }
 
@@ -119,7 +124,7 @@ impl Lifecycle {
         let _ = self.phase.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    /// Begins the drain: `/ready` turns 503, new streams are refused, open streams end.
+    /// Begins the drain: `/ready` turns 503, new streams are not admitted, open streams end.
     pub fn begin_drain(&self) {
         self.phase.store(2, Ordering::Release);
         self.streams.cancel();

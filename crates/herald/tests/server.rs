@@ -427,9 +427,13 @@ async fn resume_replays_what_was_missed_then_goes_live() {
     assert_eq!(common::ids(&s.events(2).await), [ids[2].clone(), ids[3].clone()]);
     let live = publish_ok(server.addr, json!({"topic": "r/4", "data": 5})).await;
     assert_eq!(s.next_event().await.id.as_deref(), Some(&*live[0]));
-    // The query wins over the header.
-    let mut q = open(server.addr, &format!("topic=r/*&lastEventID={}", ids[2]), &[("last-event-id", &ids[0])]).await;
+    // The header wins over the query (SPEC §2): an EventSource created with `?lastEventID=<id0>`
+    // reconnects with its newest id in the header and must not get 1, 2, 3 again.
+    let mut q = open(server.addr, &format!("topic=r/*&lastEventID={}", ids[0]), &[("last-event-id", &ids[2])]).await;
     assert_eq!(common::ids(&q.events(2).await), [ids[3].clone(), live[0].clone()]);
+    // Without the header, the query's id.
+    let mut u = open(server.addr, &format!("topic=r/*&lastEventID={}", ids[2]), &[]).await;
+    assert_eq!(common::ids(&u.events(2).await), [ids[3].clone(), live[0].clone()]);
     // earliest replays everything retained.
     let mut e = open(server.addr, "topic=r/*&lastEventID=earliest", &[]).await;
     assert_eq!(e.events(4).await.iter().map(|m| m.data.as_str()).collect::<Vec<_>>(), ["1", "3", "4", "5"]);
@@ -541,7 +545,7 @@ async fn a_stream_that_falls_behind_is_closed_and_resumes_without_loss() {
 }
 
 #[tokio::test]
-async fn drain_sends_shutdown_refuses_new_streams_and_returns() {
+async fn drain_sends_shutdown_tells_new_streams_to_reconnect_and_returns() {
     let mut server = start(Config { drain_grace_ms: Duration::from_millis(1500), ..config() }).await;
     let mut a = open(server.addr, "topic=a", &[]).await;
     let mut b = open(server.addr, "topic=b&snapshot=true", &[]).await;
@@ -555,9 +559,23 @@ async fn drain_sends_shutdown_refuses_new_streams_and_returns() {
     }
     let (status, ready) = get_json(server.addr, "/ready").await;
     assert_eq!((status, ready["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("draining")));
-    let (status, headers, _) = request(server.addr, "GET", "/events?topic=a", None, Bytes::new()).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(headers.contains_key("retry-after"));
+    // A stream request while draining: 200, `retry:`, `herald.shutdown`, the end (SPEC §8), so
+    // a browser's EventSource reconnects (after a 503 it would give up for good).
+    let (status, headers, body) = request(server.addr, "GET", "/events?topic=a", None, Bytes::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(&body[..], b"retry: 2000\n\nevent: herald.shutdown\ndata: {}\n\n");
+    // Argo CD's stream the same way.
+    let (status, _, body) = request(server.addr, "GET", "/api/v1/stream/applications", None, Bytes::new()).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"retry: 2000\n\nevent: herald.shutdown\ndata: {}\n\n"[..]));
+    // Over a raw socket: the whole answer, then the server closes the connection.
+    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    raw.write_all(b"GET /events?topic=a HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, raw.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("retry: 2000\n\n") && answer.contains("event: herald.shutdown\n"), "{answer}");
     server.join().await.unwrap();
 }
 

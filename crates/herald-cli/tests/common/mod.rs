@@ -578,3 +578,51 @@ pub async fn metric_value(addr: SocketAddr, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series).filter(|rest| rest.starts_with(' ')))
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
+
+/// One raw HTTP/1.1 stream (`GET path`), read as text as it arrives: for tests that watch a
+/// stream from outside the node's process, such as through a container.
+pub struct RawStream {
+    socket: TcpStream,
+    /// Everything received so far, head included.
+    pub text: String,
+}
+
+impl RawStream {
+    /// Opens `GET path` on `addr`.
+    pub fn open(addr: SocketAddr, path: &str) -> Self {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        write!(socket, "GET {path} HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        Self { socket, text: String::new() }
+    }
+
+    /// Reads until `needle` has arrived (failing after [`PATIENCE`] or at the end of the stream).
+    pub fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut buf = [0; 4096];
+        while !self.text.contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} in:\n{}", self.text);
+            match self.socket.read(&mut buf) {
+                Ok(0) => panic!("the stream ended without {needle:?}:\n{}", self.text),
+                Ok(n) => self.text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => panic!("reading the stream: {e}\n{}", self.text),
+            }
+        }
+    }
+}
+
+impl Node {
+    /// `herald serve --listen 127.0.0.1:PORT --data-dir DIR ARGS...`: a node that can be
+    /// stopped and started again at the same address on the same data, as clients that follow
+    /// one URL across a restart need. Waits until it logs its address.
+    pub fn start_on(port: u16, dir: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir)
+            .args(args)
+            .env("RUST_LOG", "info");
+        Self::spawn(command)
+    }
+}

@@ -355,8 +355,8 @@ fn by_name(a: &App<'_>, b: &App<'_>) -> CmpOrdering {
 /// `GET /api/v1/stream/applications`: Argo CD's watch stream (see the module docs).
 ///
 /// # Errors
-/// 400 for a malformed selector; 401 / 403 as SPEC §6; 503 with `Retry-After` while draining
-/// or at a client limit.
+/// 400 for a malformed selector; 401 / 403 as SPEC §6; 503 with `Retry-After` at a client
+/// limit. While the node drains the answer is a stream that ends at once.
 pub async fn stream(
     State(hub): State<Arc<Hub>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -365,7 +365,11 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let query = Query::parse(raw.as_deref())?;
     let (patterns, filter) = authorise(&access)?;
-    let admission = super::events::admit_stream(&hub, &access)?;
+    let Some(admission) = super::events::admit_unless_draining(&hub, &access)? else {
+        // As on `/events` (SPEC §8): a 200 that ends at once, which an `EventSource` retries;
+        // after a 503 it would give up for good.
+        return Ok(super::events::drained_response(&hub, super::events::Start::Live));
+    };
 
     // Register before reading the snapshot, so nothing published in between is missed; the
     // snapshot's `as_of` then tells which live events it already covers.

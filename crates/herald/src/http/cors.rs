@@ -22,6 +22,19 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::CorsConfig;
 
+/// The request headers a preflight allows (SPEC §8): the token, a publish body's type, and what
+/// `EventSource` and its polyfills send on a stream request (`Last-Event-ID` on reconnects;
+/// `Cache-Control` from react-native-sse and older `eventsource` builds, `X-Requested-With`
+/// from others). A preflight asking for one more is refused by the browser, and the page's
+/// stream with it, so the list errs on the side of what clients are seen to send.
+const ALLOWED_HEADERS: [header::HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::HeaderName::from_static("last-event-id"),
+    header::CACHE_CONTROL,
+    header::HeaderName::from_static("x-requested-with"),
+];
+
 /// How long a browser may cache a preflight answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 
@@ -49,11 +62,7 @@ impl Cors {
             config.allowed_origins.iter().filter(|o| *o != "*").filter_map(|o| HeaderValue::from_str(o).ok()).collect();
         let base = CorsLayer::new()
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                header::HeaderName::from_static("last-event-id"),
-            ])
+            .allow_headers(ALLOWED_HEADERS)
             .expose_headers([header::RETRY_AFTER])
             .max_age(PREFLIGHT_MAX_AGE);
         let listed_layer = base.clone().allow_origin(AllowOrigin::list(listed.clone())).allow_credentials(true);
@@ -81,4 +90,44 @@ pub async fn apply(State(cors): State<Cors>, request: Request, next: Next) -> Re
         response.headers_mut().insert(header::VARY, HeaderValue::from_static("origin"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+
+    /// A preflight for every header EventSource polyfills send, from a listed origin and from
+    /// any origin under `"*"`.
+    #[tokio::test]
+    async fn preflight_allows_what_event_source_polyfills_send() {
+        let config = CorsConfig { allowed_origins: vec!["https://app.example".into(), "*".into()] };
+        let app = axum::Router::new()
+            .route("/events", get(|| async { "" }))
+            .layer(axum::middleware::from_fn_with_state(Cors::new(&config), apply));
+        let asked = "authorization, content-type, last-event-id, cache-control, x-requested-with";
+        for origin in ["https://app.example", "https://other.example"] {
+            let preflight = Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/events?topic=a")
+                .header(header::ORIGIN, origin)
+                .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+                .header(header::ACCESS_CONTROL_REQUEST_HEADERS, asked)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(preflight).await.unwrap();
+            assert!(response.status().is_success(), "{origin}: {}", response.status());
+            let h = response.headers();
+            assert_eq!(
+                h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+                if origin == "https://other.example" { "*" } else { origin }
+            );
+            let allowed = h[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap().to_ascii_lowercase();
+            let allowed: Vec<&str> = allowed.split(',').map(str::trim).collect();
+            for name in asked.split(", ") {
+                assert!(allowed.contains(&name), "{origin}: {name} not in {allowed:?}");
+            }
+        }
+    }
 }

@@ -125,11 +125,17 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
     Ok(q)
 }
 
-/// Where a stream of `query` starts: its `lastEventID` wins over the `Last-Event-ID` header
-/// (untrusted input; fuzzed). A header that is not text counts as an id that is not ours.
+/// Where a stream of `query` starts (untrusted input; fuzzed): the `Last-Event-ID` header wins
+/// over `lastEventID` (SPEC §2, Mercure's rule). A browser's `EventSource` keeps the URL it was
+/// created with and sends the newest id it has in the header on every reconnect, so an id frozen
+/// in the URL must not win, or each reconnect would replay what the page already has. An empty
+/// header is no id (EventSource sends none then) and leaves the query's; a header that is not
+/// text counts as an id that is not ours.
 pub fn start_of(query: &Query, header: Option<&HeaderValue>) -> Start {
-    let header_id = header.map(|v| v.to_str().unwrap_or("\u{0}"));
-    parse_start(query.last_id.as_deref().or(header_id))
+    match header.filter(|v| !v.is_empty()) {
+        Some(value) => parse_start(Some(value.to_str().unwrap_or("\u{0}"))),
+        None => parse_start(query.last_id.as_deref()),
+    }
 }
 
 fn parse_start(last_id: Option<&str>) -> Start {
@@ -144,8 +150,9 @@ fn parse_start(last_id: Option<&str>) -> Start {
 ///
 /// # Errors
 /// 400 for a missing or malformed pattern or query; 401 without a valid token; 403 when the
-/// token allows none of the patterns' topics; 503 with `Retry-After` while draining or at
-/// `limits.max_clients` or `limits.max_clients_per_principal`.
+/// token allows none of the patterns' topics; 503 with `Retry-After` at `limits.max_clients` or
+/// `limits.max_clients_per_principal`. While the node drains the answer is no error but
+/// [`drained_response`].
 pub async fn subscribe(
     State(hub): State<Arc<Hub>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -157,7 +164,9 @@ pub async fn subscribe(
     let filter = access.subscription_filter(&query.patterns)?;
     let start = start_of(&query, headers.get("last-event-id"));
 
-    let admission = admit_stream(&hub, &access)?;
+    let Some(admission) = admit_unless_draining(&hub, &access)? else {
+        return Ok(drained_response(&hub, start));
+    };
     let origin = Origin { principal: access.principal.clone(), remote: Some(remote) };
     let stream = EventStream::new(hub, query, start, origin, Allowance { filter, expires: access.expires }, admission);
     // For a writer that sees its socket (`direct`): it keeps the stall limit itself.
@@ -171,13 +180,41 @@ pub async fn subscribe(
     Ok(response)
 }
 
-/// Opens a place for a new stream (this one or Argo CD's): 503 while draining, or at
-/// `limits.max_clients` or the principal's `limits.max_clients_per_principal`. An admitted
-/// stream is counted in `herald_clients_connected`; whoever gives its admission back uncounts it
-/// (the stream, or the router for a stream it closed: see `hub`'s `## Closing`).
-pub(super) fn admit_stream(hub: &Hub, access: &Access) -> Result<Admission, ApiError> {
+/// The answer to a stream request that arrives while the node drains (SPEC §8): 200, `retry:`,
+/// `herald.shutdown`, and the end of the stream. Not a 503: a browser's `EventSource` never
+/// retries after an answer that is not 200 (`readyState` 2 for good), while after the end of a
+/// 200 stream it reconnects in `retry` ms — by then to another node, or to this one's closed
+/// listener, whose refused connections it retries too. Nothing is admitted or counted: the
+/// answer is complete as it is sent. A request that resumes after an id is told that id back
+/// (see [`resume_frame`]), so that a client whose parser forgets it keeps it across this answer.
+pub(super) fn drained_response(hub: &Hub, start: Start) -> Response {
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&sse::retry_frame(hub.config.retry_ms.as_millis() as u64));
+    if let Start::After(id) = start {
+        body.extend_from_slice(&resume_frame(id));
+    }
+    body.extend_from_slice(&sse::control_frame("herald.shutdown", "{}"));
+    sse_response(Body::from(body.freeze()))
+}
+
+/// `id: <id>` alone, opening a stream that resumes after `id`. It dispatches nothing (no data)
+/// and changes nothing for a browser's EventSource, whose last event id is already `id`. It is
+/// for clients that keep the last id per connection (LaunchDarkly's `eventsource-client` and
+/// `reqwest-eventsource` do): without it, a connection whose first event has no id (a
+/// `herald.shutdown`, a drain's answer) would make them forget their id and resume from the
+/// URL's `lastEventID` — replaying what they already have — or from nothing.
+fn resume_frame(id: EventId) -> Bytes {
+    Bytes::from(format!("id: {id}\n\n"))
+}
+
+/// Opens a place for a new stream (this one or Argo CD's): `None` while the node drains (the
+/// endpoint answers with [`drained_response`]), 503 at `limits.max_clients` or the principal's
+/// `limits.max_clients_per_principal`. An admitted stream is counted in
+/// `herald_clients_connected`; whoever gives its admission back uncounts it (the stream, or the
+/// router for a stream it closed: see `hub`'s `## Closing`).
+pub(super) fn admit_unless_draining(hub: &Hub, access: &Access) -> Result<Option<Admission>, ApiError> {
     if hub.lifecycle.phase() == crate::shutdown::Phase::Draining {
-        return Err(ApiError::unavailable("draining", "the node is shutting down; reconnect elsewhere", 1));
+        return Ok(None);
     }
     let limits = &hub.config.limits;
     let admission = match hub.lifecycle.admit(limits.max_clients, &access.limit_key, limits.max_clients_per_principal) {
@@ -190,7 +227,7 @@ pub(super) fn admit_stream(hub: &Hub, access: &Access) -> Result<Admission, ApiE
         }
     };
     hub.metrics.clients_connected.increment(1.0);
-    Ok(admission)
+    Ok(Some(admission))
 }
 
 /// A `text/event-stream` response around `body`, unbuffered through proxies.
@@ -412,6 +449,9 @@ impl EventStream {
         };
         match resume {
             Some(Resume::After(cursor)) => {
+                if let Start::After(id) = self.start {
+                    self.pending.push_back(resume_frame(id));
+                }
                 self.cursor = cursor;
                 self.step = Step::Replay;
             }
@@ -641,6 +681,24 @@ mod tests {
         assert_eq!(next_replay_chunk(1, 8 << 20, bound), 1);
         // In between: as it was.
         assert_eq!(next_replay_chunk(16, bound / 2, bound), 16);
+    }
+
+    #[test]
+    fn the_last_event_id_header_wins_over_the_query() {
+        let query = parse_query(Some("topic=q/*&lastEventID=5-0")).unwrap();
+        let header = |v: &'static str| HeaderValue::from_static(v);
+        // An EventSource created with `?lastEventID=5-0` reconnects with its newest id in the header.
+        assert_eq!(start_of(&query, Some(&header("7-2"))), Start::After(EventId { ms: 7, seq: 2 }));
+        assert_eq!(start_of(&query, Some(&header("earliest"))), Start::Earliest);
+        assert_eq!(start_of(&query, Some(&header("nope"))), Start::Foreign);
+        // No header, or an empty one: the query's id.
+        assert_eq!(start_of(&query, None), Start::After(EventId { ms: 5, seq: 0 }));
+        assert_eq!(start_of(&query, Some(&header(""))), Start::After(EventId { ms: 5, seq: 0 }));
+        let bare = parse_query(Some("topic=q/*")).unwrap();
+        assert_eq!(start_of(&bare, Some(&header("7-2"))), Start::After(EventId { ms: 7, seq: 2 }));
+        assert_eq!(start_of(&bare, None), Start::Live);
+        // Not text: not one of ours.
+        assert_eq!(start_of(&bare, Some(&HeaderValue::from_bytes(b"\xff").unwrap())), Start::Foreign);
     }
 
     #[test]

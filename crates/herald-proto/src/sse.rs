@@ -25,7 +25,7 @@ pub fn control_frame(kind: &str, data: &str) -> Bytes {
 
 /// Encodes a frame of `data:` lines alone (no `id:`, no `event:`), as Argo CD's stream sends.
 pub fn data_frame(data: &str) -> Bytes {
-    encode(None, crate::event::DEFAULT_TYPE, data)
+    encode(None, crate::DEFAULT_TYPE, data)
 }
 
 /// The `retry:` line that opens every stream.
@@ -40,7 +40,7 @@ fn encode(id: Option<&str>, kind: &str, data: &str) -> Bytes {
         out.put_slice(id.as_bytes());
         out.put_u8(b'\n');
     }
-    if kind != crate::event::DEFAULT_TYPE {
+    if kind != crate::DEFAULT_TYPE {
         out.put_slice(b"event: ");
         out.put_slice(kind.as_bytes());
         out.put_u8(b'\n');
