@@ -56,8 +56,8 @@ fn selectors(expr: &str) -> Vec<Selector> {
                 i += 1;
             }
             b'{' => {
-                // A matcher after `by`/`without` is impossible; any other `{` belongs to a
-                // selector read below, so one here is a bare `{...}` selector: skip it.
+                // A `{` right after a name is read with the name below; one here opens a bare
+                // selector (`{__name__="..."}`), which names no metric this check can use.
                 while i < b.len() && b[i] != b'}' {
                     i += 1;
                 }
