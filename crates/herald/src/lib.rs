@@ -9,19 +9,23 @@
 //! - [`event`]: events, their ids, and validated drafts of them.
 //! - [`sse`]: the wire format: encoder, and a decoder for clients and tests (the `herald-proto`
 //!   crate, re-exported, so that clients need not build the server).
-//! - [`hub`]: the router: subscriptions in a pattern trie, fan-out, bounded queues.
-//! - [`log`]: the event log trait; the durable embedded store (redb), an in-memory one, and the
-//!   cluster log on Redis Streams.
+//! - [`hub`]: the router: subscriptions in a pattern trie, fan-out, queues bounded in events and
+//!   bytes, the write-stall sweep.
+//! - [`log`]: the event log trait; the durable embedded store (redb, with the journal that makes
+//!   `batched` survive a process crash, and recovery from a full disk), an in-memory one, and
+//!   the cluster log on Redis Streams.
 //! - [`state`]: keyed latest state and snapshots.
 //! - [`auth`]: JWTs, their claims, and what they allow (open mode without a key).
 //! - [`http`]: one module per endpoint group: events, publish, ops; the CORS layer.
 //! - [`config`], [`shutdown`], [`telemetry`]: configuration, lifecycle (and stream admission),
 //!   metrics.
-//! - [`limits`]: the per-principal publish rate limit.
+//! - [`limits`]: the per-principal publish rate limit; what the open-file limit lets the node
+//!   hold; the rate limit of client-caused log lines.
 //! - [`sources`]: `[[sources.kubernetes]]` configuration, topic templates, readiness gates (the
 //!   watchers themselves are in the `herald-kube` crate).
 //! - [`server`]: the [`Hub`] that ties these together, and [`run`] (the accept loop, TLS).
-//! - [`direct`]: streams on plaintext HTTP/1.1 written without hyper's per-connection buffers.
+//! - [`direct`]: streams on plaintext HTTP/1.1 written without hyper's per-connection buffers,
+//!   and JSON for hyper's own error answers.
 //!
 //! # Examples
 //! ```no_run

@@ -479,6 +479,13 @@ fn open_database(dir: &Path, path: &Path, cache_bytes: usize) -> Result<redb::Da
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
             return Err(Error::Storage(format!("{} is in use by another Herald process", path.display())))
         }
+        // Permissions, a full disk, a failing device: the file may be fine; say what happened.
+        // (redb reports a file that is not its own as InvalidData or a short read.)
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if !matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+        {
+            return Err(Error::Storage(format!("cannot open {}: {e}", path.display())))
+        }
         Ok(Err(e)) => return Err(not_ours(&e)),
         Err(_) => return Err(not_ours(&"the storage engine could not read it")),
     };
