@@ -157,35 +157,14 @@ impl Node {
     /// `herald serve --listen 127.0.0.1:0 --data-dir DIR ARGS...` at `RUST_LOG=log_level`, on a
     /// data directory the caller keeps (to restart on the same data), once it logs its address.
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)], log_level: &str) -> Self {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(args)
             .envs(env.iter().copied())
-            .env("RUST_LOG", log_level)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("herald serve exited before listening:\n{}", log.lock().unwrap());
-            };
-            log.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        let keep = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                keep.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-        Self { child, addr, log, _dir: None }
+            .env("RUST_LOG", log_level);
+        Self::spawn(command)
     }
 
     /// Sends `sig` (such as `-TERM`) to the process.
@@ -518,6 +497,7 @@ impl Node {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         };
+        // Keep draining stderr so the server never blocks on a full pipe.
         let keep = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {

@@ -144,21 +144,7 @@ pub struct Stream {
 }
 
 pub async fn open(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> Stream {
-    let mut req = Request::builder().uri(format!("http://{addr}/events?{query}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let response = tokio::time::timeout(PATIENCE, client().request(req.body(Full::default()).unwrap()))
-        .await
-        .expect("headers arrive at once")
-        .unwrap();
-    Stream {
-        status: response.status(),
-        headers: response.headers().clone(),
-        body: response.into_body(),
-        decoder: Decoder::default(),
-        patience: PATIENCE,
-    }
+    open_path(addr, &format!("/events?{query}"), headers).await
 }
 
 impl Stream {
