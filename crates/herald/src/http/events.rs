@@ -298,8 +298,14 @@ impl EventStream {
             now.checked_add(left).map(|deadline| Box::pin(tokio::time::sleep_until(deadline)))
         });
         let bounds = Bounds::of(&hub.config.limits);
-        let sub =
+        let mut sub =
             hub.router.open(query.patterns.clone(), origin, allowance.filter.allow_list(), bounds, Some(admission));
+        // A live stream with nothing to read first listens now, before its answer's head goes
+        // out: a client that sees the stream open (an EventSource's `open`) and then publishes
+        // receives what it published. (Others listen once their replay or snapshot is read.)
+        if matches!(start, Start::Live) && !query.snapshot {
+            sub.listen();
+        }
         Self {
             heartbeat: Box::pin(tokio::time::sleep_until(now + hub.config.heartbeat_s)),
             stopping: Box::pin(hub.lifecycle.streams().clone().cancelled_owned()),
